@@ -1,0 +1,1 @@
+"""Redis adapter: provisioning, key names, locks and the record of outcomes."""
