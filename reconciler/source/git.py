@@ -1,0 +1,766 @@
+"""Git adapter: one bare mirror per repository, read at a commit without a checkout.
+
+Every target of every application reads manifests from Git, on many worker processes at
+once, from repositories anyone with push access controls.  So this module:
+
+* keeps one bare mirror per repository URL in a cache directory, created and updated only
+  under a file lock, so parallel workers never corrupt it and fetch once per change;
+* reads files straight from the object database (``ls-tree`` + ``cat-file --batch``): no
+  checkout, no working tree, no hooks, no filters, no ``.gitattributes`` surprises;
+* refuses transports that run commands (``ext::``, ``fd::``, remote helpers), options
+  smuggled in as URLs or revisions, symlinks leaving the repository and oversized files;
+* never puts credentials on a command line, in the mirror's config or in a message: they
+  reach git through ``GIT_ASKPASS`` and the environment, and every message uses
+  ``redact_url`` and scrubbed stderr.
+
+Git is run directly with ``subprocess`` rather than through GitPython's command wrapper:
+GitPython always starts from ``os.environ`` and can only add variables, while we must
+remove the ones that redirect or reconfigure git (``GIT_DIR``, ``GIT_CONFIG_*``,
+``GIT_ASKPASS``...), and we need a process-group kill on timeout and a streamed
+``cat-file --batch``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import filelock
+
+from reconciler.errors import SourceError, SourceUnavailable
+
+#: Largest file ``read_tree`` returns; manifests are text written by people.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+#: Largest repository ``export`` writes to disk (kustomize needs the whole tree).
+MAX_EXPORT_BYTES = 512 * 1024 * 1024
+#: Most files one ``read_tree`` returns (symlinked directories can multiply them).
+MAX_FILES = 50_000
+#: Symlinks followed while resolving one path, as the kernel's ELOOP limit.
+MAX_SYMLINK_HOPS = 40
+#: Seconds one git command may run (a fetch of a big repository included).
+DEFAULT_TIMEOUT = 300.0
+#: Seconds a worker waits for another one's fetch of the same mirror.
+DEFAULT_LOCK_TIMEOUT = 600.0
+
+#: Where the remote's HEAD (its default branch) is fetched to on every fetch.  The mirror's
+#: own HEAD is left alone: git insists it names a branch, and the remote's name for its
+#: default branch would cost another round trip (``ls-remote --symref``) to learn.
+_REMOTE_HEAD_REF = "refs/reconciler/HEAD"
+#: Branches and tags only: ``refs/pull/*`` and friends can be huge and are never deployed.
+_REFSPECS = (
+    "+refs/heads/*:refs/heads/*",
+    "+refs/tags/*:refs/tags/*",
+    f"+HEAD:{_REMOTE_HEAD_REF}",
+)
+_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_ABBREV = re.compile(r"[0-9a-f]{4,39}")
+_SAFE_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
+_TRANSPORT_HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
+_SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]]+\]|[^@/:]+):(?P<path>.*)")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_TOKEN_ENV_PREFIX = "RECONCILER_GIT_TOKEN_"
+
+#: Streams ``(sha, content)`` of the given blob ids (``GitSource._cat_blobs`` bound to a mirror).
+_Cat = Callable[[Iterable[str]], Iterator[tuple[str, bytes]]]
+
+# Stderr fragments (with LC_ALL=C) of a server that could not be reached: retry later.
+_UNREACHABLE = (
+    "could not resolve host",
+    "could not resolve hostname",
+    "couldn't resolve host",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "connection refused",
+    "connection timed out",
+    "operation timed out",
+    "failed to connect",
+    "couldn't connect to server",
+    "connection reset",
+    "network is unreachable",
+    "no route to host",
+    "ssh: connect to host",
+    "early eof",
+    "the remote end hung up unexpectedly",
+    "rpc failed",
+    "empty reply from server",
+    "returned error: 500",
+    "returned error: 502",
+    "returned error: 503",
+    "returned error: 504",
+    "returned error: 429",
+    "tls connection was non-properly terminated",
+)
+# Unless one of these says the server answered and refused: do not retry.
+_REFUSED = (
+    "authentication failed",
+    "permission denied",
+    "repository not found",
+    "not found",
+    "does not appear to be a git repository",
+    "could not read username",
+    "could not read password",
+    "returned error: 401",
+    "returned error: 403",
+    "returned error: 404",
+)
+
+# The askpass helper answers git's prompts from the environment of the git process, so
+# the secret is never in a file, an argument or the mirror's config.
+_ASKPASS_SCRIPT = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s\\n' "$RECONCILER_ASKPASS_USERNAME" ;;
+  *) printf '%s\\n' "$RECONCILER_ASKPASS_PASSWORD" ;;
+esac
+"""
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``RECONCILER_CACHE_DIR``, else ``~/.cache/reconciler``; callers pass it to GitSource."""
+    env = os.environ if environ is None else environ
+    return Path(os.path.expanduser(env.get("RECONCILER_CACHE_DIR") or "~/.cache/reconciler"))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo, safe for messages and logs."""
+    if "://" in url:
+        return _USERINFO.sub("", url)
+    scp = _SCP_LIKE.fullmatch(url)
+    if scp and "/" not in url.split(":", 1)[0]:
+        return f"{scp['host']}:{scp['path']}"
+    return url
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """A validated repository URL split into what git sees and what people see."""
+
+    fetch_url: str  #: passed to git: no password ever; an SSH user name is kept
+    display: str  #: redacted, for messages
+    key: str  #: normalised, for the mirror's name
+    scheme: str
+    host: str
+    username: str | None
+    password: str | None
+
+
+def _parse_remote(url: str) -> _Remote:
+    """Validate ``url`` before git sees it; refuse anything that could run a command."""
+    display = redact_url(url)
+    if not url or url != url.strip() or any(ch in url for ch in "\r\n\t\0"):
+        raise SourceError(f"{display!r}: invalid repository URL")
+    if url.startswith("-"):
+        raise SourceError(f"{display}: repository URL may not start with '-'")
+    if _TRANSPORT_HELPER.match(url):
+        raise SourceError(f"{display}: transport '<helper>::<address>' URLs are refused")
+    if "://" in url:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise SourceError(
+                f"{display}: scheme {scheme!r} is not one of {', '.join(sorted(_SCHEMES))}"
+            )
+        host = (parts.hostname or "").lower()
+        if scheme != "file" and not host:
+            raise SourceError(f"{display}: repository URL has no host")
+        if host.startswith("-") or (parts.username or "").startswith("-"):
+            raise SourceError(f"{display}: host or user may not start with '-'")
+        netloc = host if ":" not in host else f"[{host}]"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        username = parts.username
+        password = parts.password
+        # An SSH user name selects the account (``git@``); it is not a secret.
+        fetch_netloc = f"{username}@{netloc}" if scheme == "ssh" and username else netloc
+        path = parts.path
+        if scheme == "file":
+            path = os.path.normpath(path) if path else "/"
+        fetch_url = urlunsplit((scheme, fetch_netloc, path, parts.query, ""))
+        key = urlunsplit((scheme, netloc, path.rstrip("/").removesuffix(".git"), "", ""))
+        return _Remote(fetch_url, redact_url(fetch_url), key, scheme, host, username, password)
+    scp = _SCP_LIKE.fullmatch(url)
+    if scp and "/" not in url.split(":", 1)[0] and len(scp["host"]) > 1:
+        # git's rule: a colon before any slash means ``[user@]host:path`` over SSH.
+        host = scp["host"].lower()
+        if host.startswith("-"):
+            raise SourceError(f"{display}: host may not start with '-'")
+        key = f"ssh://{host}/{scp['path'].strip('/').removesuffix('.git')}"
+        return _Remote(url, display, key, "ssh", host, scp["user"], None)
+    # A local path: made absolute and turned into file:// so git uses its normal transport.
+    path = os.path.abspath(url)
+    return _Remote(f"file://{path}", path, f"file://{path}", "file", "", None, None)
+
+
+def _check_revision(revision: str, display: str) -> None:
+    """Refuse revisions git could read as options or as revision expressions."""
+    if (
+        not _SAFE_REVISION.fullmatch(revision)
+        or ".." in revision
+        or "//" in revision
+        or revision.endswith((".", "/", ".lock"))
+    ):
+        raise SourceError(f"{display}: invalid revision {revision!r}")
+
+
+def _check_commit(commit: str, display: str) -> None:
+    if not _HEX40.fullmatch(commit):
+        raise SourceError(f"{display}: {commit!r} is not a full commit id (call resolve first)")
+
+
+def check_path(path: str) -> str:
+    """Normalise a path inside a repository (``""`` is the root); refuse escapes."""
+    if "\0" in path or "\\" in path:
+        raise SourceError(f"{path!r}: invalid path")
+    if path.startswith("/"):
+        raise SourceError(f"{path}: path must be relative to the repository root")
+    normal = posixpath.normpath(path) if path else "."
+    if normal == ".." or normal.startswith("../") or "/../" in f"/{path}/":
+        raise SourceError(f"{path}: path leaves the repository ('..')")
+    return "" if normal == "." else normal
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One ``ls-tree -l`` line."""
+
+    mode: str
+    type: str
+    sha: str
+    size: int  #: -1 for trees and submodules
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == "120000"
+
+
+class GitSource:
+    """Repository mirrors in ``cache_dir``; resolves revisions and reads trees at commits.
+
+    Safe to use from many processes at once (fetches are serialised per mirror by a file
+    lock).  ``fetch_count`` counts fetches this instance ran, for benchmarks and tests.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.timeout = timeout
+        self.lock_timeout = lock_timeout
+        #: Where credentials come from; ``os.environ`` (read at each call) unless given.
+        self._environ = environ
+        self.fetch_count = 0
+        self._count_lock = threading.Lock()
+
+    # -- public API --------------------------------------------------------------------
+
+    def mirror_path(self, url: str) -> Path:
+        """Bare mirror of ``url``: ``<cache>/git/<sha256(normalised url)[:16]>.git``."""
+        return self._mirror(_parse_remote(url))
+
+    def fetch(self, url: str) -> None:
+        """Clone the mirror of ``url`` or bring it up to date (``fetch --prune``)."""
+        remote = _parse_remote(url)
+        self._fetch(remote, self._mirror(remote))
+
+    def resolve(self, url: str, revision: str, *, fetch: bool = False) -> str:
+        """The 40-hex commit ``revision`` names in ``url``'s mirror.
+
+        ``fetch=True`` updates the mirror first; otherwise the mirror is used as is (and
+        only cloned if it does not exist yet).  ``revision`` is a branch, a tag (peeled to
+        its commit), ``HEAD`` (the remote's default branch) or a full or abbreviated id.
+        """
+        remote = _parse_remote(url)
+        _check_revision(revision, remote.display)
+        mirror = self._mirror(remote)
+        if fetch:
+            self._fetch(remote, mirror)
+        elif not mirror.exists():
+            self._fetch(remote, mirror, only_if_missing=True)
+        if revision == "HEAD":
+            candidates = [_REMOTE_HEAD_REF]
+        elif revision.startswith("refs/") or _HEX40.fullmatch(revision):
+            candidates = [revision]
+        else:
+            # git's own order (gitrevisions(7)): tags before branches.
+            candidates = [f"refs/tags/{revision}", f"refs/heads/{revision}"]
+            if _ABBREV.fullmatch(revision):
+                candidates.append(revision)
+        found = self._batch_check(remote, mirror, [f"{c}^{{commit}}" for c in candidates])
+        for name in candidates:
+            sha = found.get(f"{name}^{{commit}}")
+            if sha:
+                return sha
+        raise SourceError(f"{remote.display}: unknown revision {revision!r}")
+
+    def read_tree(self, url: str, commit: str, path: str = "") -> dict[str, bytes]:
+        """Every file under ``path`` at ``commit``, keyed by its path relative to ``path``.
+
+        Symlinks are followed inside the repository (a link to a directory yields its
+        files under the link's name); one leaving the repository, dangling or looping is
+        an error naming it.  Submodules are skipped: their content is not in this mirror.
+        """
+        remote = _parse_remote(url)
+        _check_commit(commit, remote.display)
+        path = check_path(path)
+        mirror = self._existing_mirror(remote)
+        where = f"{remote.display}@{commit[:12]}"
+        self._require_tree(remote, mirror, commit, path, where=where)
+        entries = self._ls_tree(remote, mirror, commit, path)
+        if any(entry.is_link for entry in entries.values()):
+            resolver = _Resolver(self._ls_tree(remote, mirror, commit, ""), where=where)
+            resolver.read_links(lambda shas: self._cat_blobs(remote, mirror, shas))
+            files = resolver.files_under(path)
+        else:
+            files = {name: entry for name, entry in entries.items() if entry.type == "blob"}
+        if len(files) > MAX_FILES:
+            raise SourceError(f"{where}: {path or '/'} holds over {MAX_FILES} files")
+        for name, entry in files.items():
+            if entry.size > MAX_FILE_BYTES:
+                shown = posixpath.join(path, name)
+                raise SourceError(
+                    f"{where}: {shown}: file is {entry.size} bytes, "
+                    f"over the {MAX_FILE_BYTES} byte limit"
+                )
+        contents = dict(self._cat_blobs(remote, mirror, {e.sha for e in files.values()}))
+        return {name: contents[entry.sha] for name, entry in sorted(files.items())}
+
+    def export(self, url: str, commit: str, dest: str | os.PathLike[str]) -> None:
+        """Write the whole repository at ``commit`` into the empty directory ``dest``.
+
+        For renderers that run external tools (kustomize overlays reach ``../../base``).
+        Regular files are written with no executable bits; symlinks are written as
+        relative links to their in-repository target, checked as ``read_tree`` does.
+        """
+        remote = _parse_remote(url)
+        _check_commit(commit, remote.display)
+        mirror = self._existing_mirror(remote)
+        where = f"{remote.display}@{commit[:12]}"
+        entries = self._ls_tree(remote, mirror, commit, "")
+        total = sum(max(e.size, 0) for e in entries.values() if e.type == "blob")
+        if total > MAX_EXPORT_BYTES:
+            raise SourceError(f"{where}: repository is {total} bytes, over {MAX_EXPORT_BYTES}")
+        resolver = _Resolver(entries, where=where)
+        resolver.read_links(lambda shas: self._cat_blobs(remote, mirror, shas))
+        root = Path(dest)
+        blobs: dict[str, list[str]] = {}
+        for name, entry in entries.items():
+            if entry.type == "tree":
+                (root / name).mkdir(parents=True, exist_ok=True)
+            elif entry.type == "blob" and not entry.is_link:
+                blobs.setdefault(entry.sha, []).append(name)
+        for name, entry in entries.items():
+            if entry.is_link:
+                target = resolver.follow(name)
+                if target is None:
+                    continue  # dangling inside the repository: harmless, nothing to write
+                link = root / name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                rel = posixpath.relpath(target or ".", posixpath.dirname(name) or ".")
+                link.symlink_to(rel)
+        for sha, content in self._cat_blobs(remote, mirror, set(blobs)):
+            for name in blobs[sha]:
+                target_file = root / name
+                target_file.parent.mkdir(parents=True, exist_ok=True)
+                target_file.write_bytes(content)
+
+    # -- mirrors -----------------------------------------------------------------------
+
+    def _mirror(self, remote: _Remote) -> Path:
+        digest = hashlib.sha256(remote.key.encode("utf-8")).hexdigest()[:16]
+        return self.cache_dir / "git" / f"{digest}.git"
+
+    def _existing_mirror(self, remote: _Remote) -> Path:
+        mirror = self._mirror(remote)
+        if not mirror.exists():
+            self._fetch(remote, mirror, only_if_missing=True)
+        return mirror
+
+    def _fetch(self, remote: _Remote, mirror: Path, *, only_if_missing: bool = False) -> None:
+        """Clone or update ``mirror`` under its file lock.
+
+        A new mirror is built next to its final place and renamed in only once its first
+        fetch succeeded, so no reader ever sees a half-made one.  ``only_if_missing``:
+        the caller only needs a mirror, so one cloned by another process while we waited
+        for the lock is used as is (a fresh host's workers do not fetch once each).
+        """
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(f"{mirror}.lock", timeout=self.lock_timeout)
+        try:
+            with lock:
+                if mirror.exists() and only_if_missing:
+                    return
+                with self._count_lock:
+                    self.fetch_count += 1
+                if mirror.exists():
+                    self._fetch_into(remote, mirror)
+                    return
+                staging = Path(tempfile.mkdtemp(prefix=f"{mirror.name}.", dir=mirror.parent))
+                try:
+                    self._git(remote, None, ["init", "--quiet", "--bare", str(staging)])
+                    self._git(remote, staging, ["config", "remote.origin.url", remote.fetch_url])
+                    self._fetch_into(remote, staging)
+                    staging.rename(mirror)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        except filelock.Timeout:
+            raise SourceUnavailable(
+                f"{remote.display}: another process has been fetching for over "
+                f"{self.lock_timeout:g}s",
+                delay=5.0,
+            ) from None
+
+    def _fetch_into(self, remote: _Remote, git_dir: Path) -> None:
+        fetch = ["fetch", "--prune", "--no-tags", "--quiet", "--", "origin"]
+        try:
+            self._git(remote, git_dir, [*fetch, *_REFSPECS], network=True)
+        except SourceError as exc:
+            # A server whose HEAD names a missing branch still serves its branches and tags.
+            if "couldn't find remote ref head" not in str(exc).lower():
+                raise
+            self._git(remote, git_dir, [*fetch, *_REFSPECS[:2]], network=True)
+            self._git(remote, git_dir, ["update-ref", "-d", _REMOTE_HEAD_REF])
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _batch_check(self, remote: _Remote, mirror: Path, names: list[str]) -> dict[str, str]:
+        """Object id of each expression in ``names`` that exists (missing ones left out)."""
+        out = self._git(
+            remote,
+            mirror,
+            ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            stdin="".join(f"{name}\n" for name in names).encode(),
+        )
+        found: dict[str, str] = {}
+        for name, line in zip(names, out.decode().splitlines(), strict=False):
+            sha, _, kind = line.partition(" ")
+            if _HEX40.fullmatch(sha) and kind in ("commit", "tree", "blob", "tag"):
+                found[name] = sha
+        return found
+
+    def _require_tree(
+        self, remote: _Remote, mirror: Path, commit: str, path: str, *, where: str
+    ) -> None:
+        if commit not in self._batch_check(remote, mirror, [f"{commit}^{{commit}}"]).values():
+            raise SourceError(f"{where}: commit {commit} is not in the repository")
+        out = self._git(
+            remote, mirror, ["cat-file", "--batch-check"], stdin=f"{commit}:{path}\n".encode()
+        ).decode()
+        fields = out.split()
+        if len(fields) < 2 or fields[1] == "missing":
+            raise SourceError(f"{where}: path {path!r} does not exist at this commit")
+        if fields[1] != "tree":
+            raise SourceError(f"{where}: path {path!r} is a {fields[1]}, not a directory")
+
+    def _ls_tree(self, remote: _Remote, mirror: Path, commit: str, path: str) -> dict[str, _Entry]:
+        """Entries under ``path`` (recursively, trees included), keyed relative to it."""
+        out = self._git(
+            remote,
+            mirror,
+            ["ls-tree", "-r", "-t", "-l", "-z", "--end-of-options", f"{commit}:{path}"],
+        )
+        entries: dict[str, _Entry] = {}
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, sha, size = meta.decode().split()
+            entries[name.decode("utf-8", "surrogateescape")] = _Entry(
+                mode, kind, sha, int(size) if size.isdigit() else -1
+            )
+        return entries
+
+    def _cat_blobs(
+        self, remote: _Remote, mirror: Path, shas: Iterable[str]
+    ) -> Iterator[tuple[str, bytes]]:
+        """Stream blob contents through one ``cat-file --batch`` process."""
+        wanted = sorted(set(shas))
+        if not wanted:
+            return
+        proc = subprocess.Popen(
+            [*self._base_args(mirror), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=self._env(remote, askpass=None),
+            start_new_session=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        timer = threading.Timer(self.timeout, _kill_group, (proc,))
+        timer.start()
+        try:
+            for sha in wanted:
+                proc.stdin.write(f"{sha}\n".encode())
+                proc.stdin.flush()
+                header = proc.stdout.readline().decode().split()
+                if len(header) != 3 or header[1] != "blob":
+                    raise SourceError(f"{remote.display}: cannot read object {sha}")
+                content = _read_exact(proc.stdout, int(header[2]))
+                proc.stdout.read(1)  # the newline after each object
+                yield sha, content
+        except (BrokenPipeError, ValueError) as exc:
+            raise SourceUnavailable(f"{remote.display}: reading objects failed") from exc
+        finally:
+            timer.cancel()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            proc.stdout.close()
+            proc.wait(timeout=self.timeout)  # a failure surfaced above as a short read
+
+    # -- running git -------------------------------------------------------------------
+
+    def _base_args(self, git_dir: Path | None) -> list[str]:
+        args = [
+            "git",
+            "-c", "protocol.allow=never",
+            "-c", "protocol.https.allow=always",
+            "-c", "protocol.http.allow=always",
+            "-c", "protocol.ssh.allow=always",
+            "-c", "protocol.git.allow=always",
+            "-c", "protocol.file.allow=always",
+            "-c", "protocol.ext.allow=never",
+            "-c", "protocol.fd.allow=never",
+            "-c", "core.hooksPath=/dev/null",
+            "-c", "core.fsmonitor=false",
+            "-c", "credential.helper=",
+            "-c", "http.followRedirects=initial",
+            "-c", "submodule.recurse=false",
+            "-c", "fetch.recurseSubmodules=false",
+        ]  # fmt: skip
+        if git_dir is not None:
+            args.append(f"--git-dir={git_dir}")
+        return args
+
+    def _credentials(self, remote: _Remote) -> tuple[str, str] | None:
+        """User name and secret for an HTTP(S) remote, from its URL or the environment.
+
+        A per-host token (``RECONCILER_GIT_TOKEN_GITHUB_COM`` for github.com) wins, then
+        ``RECONCILER_GIT_TOKEN``, then ``RECONCILER_GIT_USERNAME``/``_PASSWORD``.
+        Environment credentials go to HTTPS remotes only, never in clear over HTTP.
+        """
+        if remote.scheme not in ("http", "https"):
+            return None
+        if remote.password is not None:
+            return remote.username or "", remote.password
+        if remote.scheme != "https":
+            return None
+        env = os.environ if self._environ is None else self._environ
+        host_var = _TOKEN_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", remote.host.upper())
+        token = env.get(host_var) or env.get("RECONCILER_GIT_TOKEN")
+        user = env.get("RECONCILER_GIT_USERNAME") or remote.username
+        if token:
+            return user or "x-access-token", token
+        password = env.get("RECONCILER_GIT_PASSWORD")
+        if password:
+            return user or "", password
+        return None
+
+    def _secrets(self, remote: _Remote) -> list[str]:
+        creds = self._credentials(remote)
+        return [creds[1]] if creds and creds[1] else []
+
+    def _askpass(self) -> Path:
+        """The askpass helper script (no secrets in it), written once per cache."""
+        script = self.cache_dir / "git" / "askpass.sh"
+        if not script.exists():
+            script.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=script.parent, prefix=".askpass.")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(_ASKPASS_SCRIPT)
+            os.chmod(tmp, 0o700)
+            os.replace(tmp, script)
+        return script
+
+    def _env(self, remote: _Remote, *, askpass: tuple[str, str] | None) -> dict[str, str]:
+        """A clean environment: nothing inherited can redirect or reconfigure git."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("GIT_", "SSH_ASKPASS", "RECONCILER_GIT_"))
+        }
+        env.update(
+            LC_ALL="C",
+            LANGUAGE="C",
+            GIT_TERMINAL_PROMPT="0",
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_CONFIG_GLOBAL=os.devnull,
+            GIT_PROTOCOL_FROM_USER="0",
+            GIT_LITERAL_PATHSPECS="1",
+        )
+        source_env = os.environ if self._environ is None else self._environ
+        key_file = source_env.get("RECONCILER_GIT_SSH_KEY_FILE")
+        known_hosts = source_env.get("RECONCILER_GIT_SSH_KNOWN_HOSTS")
+        ssh = ["ssh", "-o", "BatchMode=yes"]
+        if key_file:
+            ssh += ["-i", key_file, "-o", "IdentitiesOnly=yes"]
+        if known_hosts:
+            ssh += ["-o", f"UserKnownHostsFile={known_hosts}"]
+        env["GIT_SSH_COMMAND"] = shlex.join(ssh)
+        if askpass is not None:
+            env["GIT_ASKPASS"] = str(self._askpass())
+            env["RECONCILER_ASKPASS_USERNAME"] = askpass[0]
+            env["RECONCILER_ASKPASS_PASSWORD"] = askpass[1]
+        return env
+
+    def _git(
+        self,
+        remote: _Remote,
+        git_dir: Path | None,
+        args: list[str],
+        *,
+        stdin: bytes | None = None,
+        network: bool = False,
+    ) -> bytes:
+        """Run git; a failure becomes SourceError or (unreachable, timeout) SourceUnavailable."""
+        creds = self._credentials(remote) if network else None
+        proc = subprocess.Popen(
+            [*self._base_args(git_dir), *args],
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self._env(remote, askpass=creds),
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            raise SourceUnavailable(
+                f"{remote.display}: git {args[0]} timed out after {self.timeout:g}s"
+            ) from None
+        if proc.returncode == 0:
+            return out
+        message = _scrub(err.decode("utf-8", "replace"), self._secrets(remote))
+        lowered = message.lower()
+        unreachable = any(s in lowered for s in _UNREACHABLE)
+        refused = any(s in lowered for s in _REFUSED)
+        text = f"{remote.display}: git {args[0]} failed: {message or f'exit {proc.returncode}'}"
+        if network and unreachable and not refused:
+            raise SourceUnavailable(text)
+        raise SourceError(text)
+
+
+class _Resolver:
+    """Follows symlinks of one commit's tree without leaving the repository."""
+
+    def __init__(self, entries: Mapping[str, _Entry], *, where: str) -> None:
+        self.entries = entries
+        self.where = where
+        self.targets: dict[str, str] = {}  # link path -> raw target
+        self.children: dict[str, list[str]] = {}
+        for name in entries:
+            parent, _, _ = name.rpartition("/")
+            self.children.setdefault(parent, []).append(name)
+
+    def read_links(self, cat: _Cat) -> None:
+        links = {name: e.sha for name, e in self.entries.items() if e.is_link}
+        contents = dict(cat(set(links.values())))
+        for name, sha in links.items():
+            self.targets[name] = contents[sha].decode("utf-8", "surrogateescape")
+
+    def follow(self, path: str) -> str | None:
+        """Symlink-free repository path ``path`` leads to; None if it leads nowhere."""
+        parts = [p for p in path.split("/") if p]
+        resolved = ""
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            candidate = posixpath.join(resolved, part) if resolved else part
+            target = self.targets.get(candidate)
+            if target is None:
+                resolved = candidate
+                continue
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise SourceError(f"{self.where}: {path}: too many levels of symbolic links")
+            joined = posixpath.normpath(posixpath.join(resolved, target))
+            if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                raise SourceError(
+                    f"{self.where}: {path}: symlink {candidate} -> {target} leaves the repository"
+                )
+            parts = [p for p in joined.split("/") if p and p != "."] + parts
+            resolved = ""
+        if resolved and resolved not in self.entries:
+            return None
+        return resolved
+
+    def files_under(self, path: str) -> dict[str, _Entry]:
+        """Blobs reachable under directory ``path``, keyed relative to it."""
+        files: dict[str, _Entry] = {}
+        self._collect(path, "", files, stack=(path,))
+        return files
+
+    def _collect(
+        self, directory: str, prefix: str, files: dict[str, _Entry], *, stack: tuple[str, ...]
+    ) -> None:
+        for name in self.children.get(directory, []):
+            entry = self.entries[name]
+            rel = posixpath.join(prefix, posixpath.basename(name))
+            if entry.is_link:
+                target = self.follow(name)
+                if target is None:
+                    raise SourceError(
+                        f"{self.where}: {name}: symlink to {self.targets[name]!r}, "
+                        "which does not exist"
+                    )
+                entry = self.entries[target] if target else _Entry("040000", "tree", "", -1)
+                if entry.type == "tree":
+                    # A link to a directory being walked (or above it) would never end.
+                    if any(target in ("", s) or s.startswith(f"{target}/") for s in stack):
+                        raise SourceError(f"{self.where}: {name}: symlink loop")
+                    self._collect(target, rel, files, stack=(*stack, target))
+                    continue
+            if entry.type == "blob":
+                files[rel] = entry
+                if len(files) > MAX_FILES:
+                    raise SourceError(f"{self.where}: over {MAX_FILES} files under {stack[0]}")
+            elif entry.type == "tree":
+                self._collect(name, rel, files, stack=(*stack, name))
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            raise ValueError("short read")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill git and its helpers (``git-remote-https``, ``ssh``) together."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _scrub(stderr: str, secrets: Iterable[str]) -> str:
+    """Git's stderr, shortened, without ``user:pass@`` parts or the configured secrets."""
+    text = _USERINFO.sub("***@", stderr)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    lines = [line.removeprefix("fatal: ").strip() for line in text.splitlines() if line.strip()]
+    joined = "; ".join(lines)
+    return joined if len(joined) <= 500 else joined[:497] + "..."
