@@ -104,16 +104,22 @@ async def bench(args: argparse.Namespace, base: str) -> dict[str, float]:
                 await check(r)
         targets = [(c, f"cm-{j}") for c in names for j in range(per_cluster)]
 
-        async def create(i: int) -> None:
-            cluster, name = targets[i]
-            async with http.patch(url(cluster, name) + "?fieldManager=bench", data=configmap(name, "0"),
-                                  headers={"Content-Type": APPLY}) as r:  # fmt: skip
+        async def apply_value(cluster: str, name: str, value: str) -> None:
+            async with http.patch(
+                url(cluster, name) + "?fieldManager=bench",
+                data=configmap(name, value),
+                headers={"Content-Type": APPLY},
+            ) as r:
                 await check(r)
 
+        async def every_target(value: str) -> None:
+            step = args.concurrency
+            for chunk in range(0, len(targets), step):
+                batch = targets[chunk : chunk + step]
+                await asyncio.gather(*(apply_value(c, n, value) for c, n in batch))
+
         started = time.monotonic()
-        for chunk in range(0, len(targets), args.concurrency):
-            await asyncio.gather(*(create(i) for i in range(chunk, min(chunk + args.concurrency,
-                                                                        len(targets)))))  # fmt: skip
+        await every_target("0")
         results["objects"] = len(targets)
         results["create_applies_per_s"] = len(targets) / (time.monotonic() - started)
 
@@ -126,7 +132,9 @@ async def bench(args: argparse.Namespace, base: str) -> dict[str, float]:
         results["gets_per_s"] = n / elapsed
 
         async def list_(i: int) -> None:
-            async with http.get(url(random.choice(names)), params={"labelSelector": "bench=yes"}) as r:
+            async with http.get(
+                url(random.choice(names)), params={"labelSelector": "bench=yes"}
+            ) as r:
                 await check(r)
 
         n, elapsed = await run_for(args.seconds, args.concurrency, list_)
@@ -135,26 +143,16 @@ async def bench(args: argparse.Namespace, base: str) -> dict[str, float]:
 
         async def apply(i: int) -> None:
             cluster, name = random.choice(targets)
-            async with http.patch(url(cluster, name) + "?fieldManager=bench",
-                                  data=configmap(name, str(i)),
-                                  headers={"Content-Type": APPLY}) as r:  # fmt: skip
-                await check(r)
+            await apply_value(cluster, name, str(i))
 
         n, elapsed = await run_for(args.seconds, args.concurrency, apply)
         results["applies_per_s"] = n / elapsed
 
         async def noop_apply(i: int) -> None:
             cluster, name = targets[i % len(targets)]
-            async with http.patch(url(cluster, name) + "?fieldManager=bench",
-                                  data=configmap(name, "same"),
-                                  headers={"Content-Type": APPLY}) as r:  # fmt: skip
-                await check(r)
+            await apply_value(cluster, name, "same")
 
-        # Bring every object to the value the no-op phase applies (not timed).
-        for chunk in range(0, len(targets), args.concurrency):
-            await asyncio.gather(*(noop_apply(i) for i in range(chunk, min(chunk + args.concurrency,
-                                                                            len(targets)))))  # fmt: skip
-
+        await every_target("same")  # every object at the value the no-op phase applies
         n, elapsed = await run_for(args.seconds, args.concurrency, noop_apply)
         results["noop_applies_per_s"] = n / elapsed
     return results
