@@ -8,6 +8,7 @@ not exhaustive, and it never changes a field the client set.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 Obj = dict[str, Any]
@@ -23,6 +24,9 @@ _POD_TEMPLATE_KINDS = {
 
 def apply_defaults(group: str, kind: str, obj: Obj) -> None:
     """Fill in server defaults in place (``obj`` is already the server's own copy)."""
+    if (group, kind) == ("", "Secret"):
+        _secret(obj)
+        return
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return
@@ -41,6 +45,18 @@ def apply_defaults(group: str, kind: str, obj: Obj) -> None:
         _service(spec)
     elif (group, kind) == ("", "PersistentVolumeClaim"):
         spec.setdefault("volumeMode", "Filesystem")
+
+
+def _secret(obj: Obj) -> None:
+    """``stringData`` is write-only: the server folds it into ``data`` (base64)."""
+    obj.setdefault("type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            data = obj["data"] = {}
+        for key, value in string_data.items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
 
 
 def _dict(parent: Obj, key: str) -> Obj:

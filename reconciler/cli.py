@@ -7,10 +7,20 @@ found where asked, 2 bad input or usage.  Every listing takes ``-o json``.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, ReconcilerError
+
+if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
+    from reconciler.config import Application, Cluster, Fleet
+    from reconciler.engine import Engine
+    from reconciler.outcome import Outcome
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -19,23 +29,212 @@ EXIT_USAGE = 2
 Handler = Callable[[argparse.Namespace], int]
 
 
+# -- output ------------------------------------------------------------------------------
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Aligned columns, like kubectl's default output."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print(
+            "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def print_json(data: Any) -> None:
+    """Indented JSON on stdout."""
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def short(text: str, width: int = 80) -> str:
+    """One line, cut to ``width``."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+# -- shared plumbing -----------------------------------------------------------------------
+
+
+def load(args: argparse.Namespace) -> Fleet:
+    """The fleet named by ``--config`` or ``RECONCILER_CONFIG`` (ConfigError otherwise)."""
+    from reconciler.config import load_fleet  # noqa: PLC0415 - keep start-up light
+
+    path = args.config or os.environ.get("RECONCILER_CONFIG", "")
+    if not path:
+        raise ConfigError("no fleet file: pass --config FILE or set RECONCILER_CONFIG")
+    return load_fleet(path)
+
+
+def engine() -> Engine:
+    """A local engine with the user's cache directory."""
+    from reconciler.engine import Engine  # noqa: PLC0415
+    from reconciler.source import default_cache_dir  # noqa: PLC0415
+
+    return Engine.local(Path(default_cache_dir()))
+
+
+def targets_of(fleet: Fleet, app: Application, names: Sequence[str] | None) -> list[Cluster]:
+    """The clusters to work on: all targets of ``app``, or the named ones (each a target)."""
+    targets = fleet.targets(app)
+    if not names:
+        if not targets:
+            raise ConfigError(f"application {app.name} targets no cluster")
+        return list(targets)
+    chosen = []
+    for name in names:
+        cluster = fleet.cluster(name)
+        if cluster not in targets:
+            raise ConfigError(f"application {app.name} does not target cluster {name}")
+        chosen.append(cluster)
+    return chosen
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
 def _cmd_sim(args: argparse.Namespace) -> int:
     """Run kubesim in the foreground with N clusters and a kubeconfig."""
-    from kubesim.runtime import run_from_args  # noqa: PLC0415 - keep CLI start-up light
+    from kubesim.runtime import run_from_args  # noqa: PLC0415
 
     return run_from_args(args)
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Validate the fleet file and render every target; write nothing to any cluster."""
+    fleet = load(args)
+    eng = engine()
+    rows: list[dict[str, Any]] = []
+    bad_input = failed = False
+    for app in fleet.applications:
+        commit: str | None = None
+        try:
+            commit = eng.resolve(app.source, True)
+        except ReconcilerError as exc:
+            for cluster in fleet.targets(app):
+                rows.append({"application": app.name, "cluster": cluster.name, "revision": None,
+                             "objects": 0, "error": str(exc)})  # fmt: skip
+            bad_input |= not exc.retryable
+            failed |= exc.retryable
+            continue
+        for cluster in fleet.targets(app):
+            row: dict[str, Any] = {"application": app.name, "cluster": cluster.name,
+                                   "revision": commit, "objects": 0, "error": ""}  # fmt: skip
+            try:
+                manifests, _ = eng.desired(fleet, app, cluster, commit)
+                row["objects"] = len(manifests)
+            except ReconcilerError as exc:
+                row["error"] = str(exc)
+                bad_input |= not exc.retryable
+                failed |= exc.retryable
+            rows.append(row)
+    if args.output == "json":
+        print_json({"fleet": fleet.path, "warnings": list(fleet.warnings), "targets": rows})
+    else:
+        for warning in fleet.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print_table(
+            ["APPLICATION", "CLUSTER", "REVISION", "OBJECTS", "RESULT"],
+            [[r["application"], r["cluster"], (r["revision"] or "-")[:12], r["objects"],
+              short(r["error"]) if r["error"] else "ok"] for r in rows],
+        )  # fmt: skip
+        for r in rows:
+            if r["error"]:
+                print(f"error: {r['application']} on {r['cluster']}: {r['error']}", file=sys.stderr)
+    if bad_input:
+        return EXIT_USAGE
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_targets(args: argparse.Namespace, *, dry_run: bool) -> list[Outcome]:
+    from reconciler.engine import Options  # noqa: PLC0415
+    from reconciler.outcome import Trigger  # noqa: PLC0415
+
+    fleet = load(args)
+    app = fleet.application(args.app)
+    clusters = targets_of(fleet, app, args.cluster)
+    eng = engine()
+    options = Options(dry_run=dry_run)
+    # One commit for every target of this run, fetched once.
+    commit = eng.resolve(app.source, True)
+    eng.resolve = lambda source, fresh: commit
+    with ThreadPoolExecutor(max_workers=min(8, len(clusters))) as pool:
+        outcomes = list(pool.map(
+            lambda c: eng.reconcile(fleet, app.name, c.name, trigger=Trigger.CLI, options=options),
+            clusters,
+        ))  # fmt: skip
+    eng.clients.close()
+    return outcomes
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    """Reconcile one application on its clusters, in this process."""
+    outcomes = _run_targets(args, dry_run=args.dry_run)
+    if args.output == "json":
+        print_json([o.to_dict() for o in outcomes])
+    else:
+        rows = []
+        for o in outcomes:
+            counts = o.counts()
+            rows.append([
+                o.cluster, (o.revision or "-")[:12], o.sync.value, o.health.value,
+                counts.get("created", 0), counts.get("configured", 0), counts.get("pruned", 0),
+                counts.get("unchanged", 0), counts.get("failed", 0), len(o.drift),
+                f"{o.duration:.2f}s", short(o.errors[0].message, 60) if o.errors else "",
+            ])  # fmt: skip
+        print_table(
+            ["CLUSTER", "REVISION", "SYNC", "HEALTH", "CREATED", "CONFIGURED", "PRUNED",
+             "UNCHANGED", "FAILED", "DRIFT", "DURATION", "ERROR"],
+            rows,
+        )  # fmt: skip
+        for o in outcomes:
+            for problem in o.errors:
+                print(f"error: {o.application} on {o.cluster}: {problem.message}", file=sys.stderr)
+    return EXIT_FAILED if any(o.failed for o in outcomes) else EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    """Show drift of one target, as ``kubectl diff`` does: exit 1 when there is some."""
+    (outcome,) = _run_targets(args, dry_run=True)
+    if args.output == "json":
+        print_json({"application": outcome.application, "cluster": outcome.cluster,
+                    "revision": outcome.revision,
+                    "drift": outcome.to_dict()["drift"],
+                    "errors": outcome.to_dict()["errors"]})  # fmt: skip
+    else:
+        for drift in outcome.drift:
+            if drift.kind == "extra":
+                print(f"# {drift.object}: not in Git any more (would be pruned)")
+            elif drift.diff:
+                print(drift.diff, end="" if drift.diff.endswith("\n") else "\n")
+    for problem in outcome.errors:
+        print(f"error: {problem.message}", file=sys.stderr)
+    if outcome.errors:
+        return EXIT_FAILED if outcome.retryable else EXIT_USAGE
+    return EXIT_FAILED if outcome.drift else EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="fleet file (default: $RECONCILER_CONFIG)", metavar="FILE")
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from kubesim.runtime import add_arguments  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="reconciler",
         description="GitOps reconciliation for fleets of Kubernetes clusters.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    from kubesim.runtime import add_arguments  # noqa: PLC0415
 
     sim = sub.add_parser(
         "sim",
@@ -45,6 +244,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(sim)
     sim.set_defaults(handler=_cmd_sim)
+
+    validate = sub.add_parser(
+        "validate",
+        help="validate the fleet file and render every application for every cluster",
+        description="Validate the fleet file, then resolve and render every application for "
+        "every cluster it targets. Writes nothing to any cluster (reads discovery). "
+        "Exit 2 when the fleet file or a manifest is invalid, 1 when a source or "
+        "cluster cannot be reached.",
+    )
+    _add_config(validate)
+    _add_output(validate)
+    validate.set_defaults(handler=_cmd_validate)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="reconcile an application now, in this process (no Redis needed)",
+        description="Reconcile APP on each cluster it targets (or the --cluster ones), in "
+        "this process. Exit 1 if any target failed.",
+    )
+    _add_config(reconcile)
+    reconcile.add_argument("app", metavar="APP")
+    reconcile.add_argument("--cluster", action="append", metavar="NAME",
+                           help="only this cluster (repeatable)")  # fmt: skip
+    reconcile.add_argument("--dry-run", action="store_true",
+                           help="detect and report drift, write nothing")  # fmt: skip
+    _add_output(reconcile)
+    reconcile.set_defaults(handler=_cmd_reconcile)
+
+    diff = sub.add_parser(
+        "diff",
+        help="show the drift of one target (exit 1 when there is drift)",
+        description="Print what differs between Git and the cluster for APP on one cluster, "
+        "as kubectl diff does: exit 0 when there is no drift, 1 when there is.",
+    )
+    _add_config(diff)
+    diff.add_argument("app", metavar="APP")
+    diff.add_argument("--cluster", action="append", required=True, metavar="NAME")
+    _add_output(diff)
+    diff.set_defaults(handler=_cmd_diff)
     return parser
 
 
@@ -52,12 +290,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the subcommand, map errors to exit codes."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "diff" and len(args.cluster) != 1:
+        parser.error("diff takes exactly one --cluster")
     handler: Handler = args.handler
     try:
         return handler(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if not exc.retryable else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -249,7 +249,10 @@ class SyncPolicy:
     self_heal: bool = True
     allow_empty: bool = False
     create_namespace: bool = True
-    force: bool = False
+    #: Server-side apply with force: take over fields another manager (``kubectl edit``,
+    #: a controller) changed, as Flux and Argo CD do; self-heal needs it.  False reports
+    #: such fields as conflicts instead of overwriting them.
+    force: bool = True
     interval_seconds: float = 60.0
     suspended: bool = False
 

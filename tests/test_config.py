@@ -136,7 +136,7 @@ def test_minimal_fleet_fills_every_default() -> None:
         self_heal=True,
         allow_empty=False,
         create_namespace=True,
-        force=False,
+        force=True,
         interval_seconds=60.0,
         suspended=False,
     )
@@ -163,7 +163,7 @@ def test_full_fleet() -> None:
         self_heal=False,
         allow_empty=True,
         create_namespace=False,
-        force=True,
+        force=False,
         interval_seconds=5400.0,
         suspended=True,
     )

@@ -1,0 +1,361 @@
+"""The Kubernetes adapter: one reused client per cluster, and the few calls the engine makes.
+
+The official ``kubernetes`` client does the talking (a ``DynamicClient`` whose discovery is
+cached on disk, so a worker that starts does not rediscover every cluster).  Results are
+read as plain JSON, never wrapped in ``ResourceInstance``, because the engine's pure core
+works on dicts and wrapping costs more than the request.  Every failure becomes one of our
+errors: 5xx, 429, timeouts and refused connections are ``ClusterUnavailable`` (retryable),
+4xx answers are ``ClusterError`` with the server's reason and message, prefixed by the
+object concerned.  URLs and credentials of the kubeconfig never appear in messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.discovery import LazyDiscoverer
+from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+
+from reconciler.errors import ClusterError, ClusterUnavailable, ConfigError
+from reconciler.model import (
+    APP_LABEL,
+    FIELD_MANAGER,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    Manifest,
+    ObjectKey,
+    group_of,
+)
+
+T = TypeVar("T")
+
+#: (connect, read) seconds for every request; a slow cluster must not hold a worker forever.
+DEFAULT_TIMEOUT = (5.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What discovery says of one kind on one cluster."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def group(self) -> str:
+        return group_of(self.api_version)
+
+    def path(self, namespace: str = "", name: str = "") -> str:
+        """REST path of the collection (all namespaces when ``namespace`` is "") or item."""
+        base = (
+            "/api/" + self.api_version
+            if "/" not in self.api_version
+            else "/apis/" + self.api_version
+        )
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+class _AtomicDiscoverer(LazyDiscoverer):
+    """LazyDiscoverer whose cache file is replaced atomically (workers share it)."""
+
+    def _write_cache(self) -> None:
+        path = getattr(self, "_Discoverer__cache_file", "")
+        if not path:
+            return
+        try:
+            directory = os.path.dirname(path)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".discovery-")
+            with os.fdopen(fd, "w") as out:
+                from kubernetes.dynamic.discovery import CacheEncoder  # noqa: PLC0415
+
+                json.dump(self._cache, out, cls=CacheEncoder)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs a rediscovery
+
+
+class KubeClient:
+    """One cluster, as the engine sees it: discovery, list, get, apply, delete.
+
+    ``name`` is the fleet's cluster name; it prefixes messages instead of the server URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        api_client: k8s.ApiClient,
+        cache_dir: Path,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.name = name
+        self.api_client = api_client
+        self.timeout = timeout
+        host = api_client.configuration.host.encode()
+        cache_file = cache_dir / "discovery" / f"{hashlib.sha256(host).hexdigest()[:16]}.json"
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        self._cache_file = str(cache_file)
+        self._dynamic: DynamicClient | None = None
+        self._kinds: dict[tuple[str, str], Kind | None] = {}
+        self._lock = threading.Lock()
+
+    # -- discovery ---------------------------------------------------------------------
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        """The DynamicClient, created on first use (its discovery may make requests)."""
+        if self._dynamic is None:
+            self._dynamic = self._call(
+                "discovery",
+                lambda: DynamicClient(
+                    self.api_client, cache_file=self._cache_file, discoverer=_AtomicDiscoverer
+                ),
+            )
+        return self._dynamic
+
+    def kind(self, group: str, kind: str) -> Kind | None:
+        """Discovery of ``kind`` in ``group`` (preferred version), or None when not served."""
+        key = (group, kind)
+        with self._lock:
+            if key in self._kinds:
+                return self._kinds[key]
+        search: dict[str, str] = {"kind": kind}
+        if group:
+            search["group"] = group
+        else:
+            search["api_version"] = "v1"
+        try:
+            found = self._call("discovery", lambda: self.dynamic.resources.search(**search))
+        except (ResourceNotFoundError, ResourceNotUniqueError):
+            found = []
+        found = [r for r in found if "/" not in r.name]  # not subresources
+        result = None
+        if found:
+            preferred = [r for r in found if getattr(r, "preferred", False)] or found
+            res = preferred[0]
+            result = Kind(res.group_version, res.kind, res.name, bool(res.namespaced))
+        with self._lock:
+            self._kinds[key] = result
+        return result
+
+    def namespaced(self, group: str, kind: str) -> bool | None:
+        """True/False from discovery, None when the cluster does not serve the kind."""
+        found = self.kind(group, kind)
+        return None if found is None else found.namespaced
+
+    def forget_kind(self, group: str, kind: str) -> None:
+        """Drop what we know of a kind (after its CRD appeared or went)."""
+        with self._lock:
+            self._kinds.pop((group, kind), None)
+
+    def require_kind(self, group: str, kind: str) -> Kind:
+        """Like ``kind`` but an unknown kind is an error naming it."""
+        found = self.kind(group, kind)
+        if found is None:
+            shown = f"{kind}.{group}" if group else kind
+            raise ClusterError(f"cluster {self.name}: kind {shown} is not served", status=404)
+        return found
+
+    # -- verbs -------------------------------------------------------------------------
+
+    def list_owned(self, group: str, kind: str, app: str) -> list[Manifest]:
+        """Every object of ``kind`` owned by ``app`` (both ownership labels), all namespaces."""
+        found = self.require_kind(group, kind)
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{APP_LABEL}={app}"
+        items: list[Manifest] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"label_selector": selector, "limit": 500}
+            if token:
+                params["_continue"] = token
+            page = self._json("list", found.path(), "get", **params)
+            for item in page.get("items") or []:
+                # Lists omit kind/apiVersion on items; put them back for pairing.
+                item.setdefault("apiVersion", found.api_version)
+                item.setdefault("kind", found.kind)
+                items.append(item)
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    def get(self, group: str, kind: str, namespace: str, name: str) -> Manifest | None:
+        """One object, or None when it does not exist."""
+        found = self.require_kind(group, kind)
+        try:
+            return self._json(f"get {kind}", found.path(namespace, name), "get")
+        except ClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: Manifest, *, dry_run: bool = False, force: bool = False) -> Manifest:
+        """Server-side apply with our field manager; the server's resulting object."""
+        key = ObjectKey.of(obj)
+        found = self.require_kind(key.group, key.kind)
+        params: dict[str, Any] = {
+            "body": obj,
+            "content_type": "application/apply-patch+yaml",
+            "field_manager": FIELD_MANAGER,
+            "force_conflicts": "true" if force else None,
+        }
+        if dry_run:
+            params["dry_run"] = "All"
+        return self._json(str(key), found.path(key.namespace, key.name), "patch", **params)
+
+    def delete(self, group: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete in the background; False when it was already gone."""
+        found = self.require_kind(group, kind)
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            self._json(f"delete {kind}", found.path(namespace, name), "delete", body=body)
+        except ClusterError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _json(self, what: str, path: str, method: str, **params: Any) -> Manifest:
+        def request() -> Manifest:
+            response = self.dynamic.request(
+                method, path, serialize=False, _request_timeout=self.timeout, **params
+            )
+            data: Manifest = json.loads(response.data)
+            return data
+
+        return self._call(what, request)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` and translate the client's exceptions to ours."""
+        try:
+            return fn()
+        except ApiException as exc:
+            raise self._api_error(what, exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnavailable(
+                f"cluster {self.name}: {what}: cannot reach the API server ({_reason(exc)})"
+            ) from None
+
+    def _api_error(self, what: str, exc: ApiException) -> ClusterError:
+        status = int(exc.status or 0)
+        reason, message = str(exc.reason or ""), ""
+        try:
+            body = json.loads(exc.body or b"{}")
+            if isinstance(body, dict):
+                message = str(body.get("message") or "")
+                reason = str(body.get("reason") or reason)
+        except ValueError:
+            message = ""
+        text = f"{what}: {message or reason} ({status} {reason})"
+        if status >= 500 or status in {429, 0}:
+            error = ClusterUnavailable(f"cluster {self.name}: {text}", status=status, reason=reason)
+            retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
+            if retry_after and str(retry_after).isdigit():
+                error.delay = float(retry_after)
+            return error
+        return ClusterError(text, status=status, reason=reason)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.api_client.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause without URLs (they may carry credentials or internal hosts)."""
+    inner = getattr(exc, "reason", None) or exc
+    name = type(inner).__name__
+    text = str(inner)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower() or "Timeout" in name:
+        return "timed out"
+    if "RemoteDisconnected" in text or "Connection aborted" in text or "reset" in text.lower():
+        return "connection closed by the server"
+    if "Name or service not known" in text or "NameResolution" in name:
+        return "host name not resolved"
+    return name
+
+
+class ClientFactory:
+    """One ``KubeClient`` per (kubeconfig, context), created on first use and reused.
+
+    A worker serves many targets on the same clusters; building a client (TLS context,
+    connection pool, discovery) per reconcile would cost more than the reconcile.
+    """
+
+    def __init__(self, *, cache_dir: Path, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self._clients: dict[tuple[str, str], KubeClient] = {}
+        self._lock = threading.Lock()
+
+    def for_cluster(self, *, name: str, context: str, kubeconfig: str | None) -> KubeClient:
+        """The client of one fleet cluster (its kubeconfig context)."""
+        path = resolve_kubeconfig(kubeconfig)
+        key = (path, context)
+        with self._lock:
+            existing = self._clients.get(key)
+            if existing is not None:
+                return existing
+            try:
+                configuration = k8s.Configuration()
+                k8s_config.load_kube_config(
+                    config_file=path, context=context, client_configuration=configuration,
+                    persist_config=False,
+                )  # fmt: skip
+            except (ConfigException, OSError, ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"cluster {name}: kubeconfig {path} context {context!r}: {_config_reason(exc)}"
+                ) from None
+            configuration.retries = False  # our retry policy decides, not urllib3's
+            api_client = k8s.ApiClient(configuration)
+            api_client.user_agent = "reconciler"
+            created = KubeClient(
+                name=name, api_client=api_client, cache_dir=self.cache_dir, timeout=self.timeout
+            )
+            self._clients[key] = created
+            return created
+
+    def close(self) -> None:
+        """Close every client."""
+        with self._lock:
+            for kube in self._clients.values():
+                kube.close()
+            self._clients.clear()
+
+
+def resolve_kubeconfig(kubeconfig: str | None) -> str:
+    """The kubeconfig file as kubectl finds it: explicit, ``$KUBECONFIG``, ``~/.kube/config``."""
+    if kubeconfig:
+        return os.path.expanduser(kubeconfig)
+    env = os.environ.get("KUBECONFIG", "")
+    first = env.split(os.pathsep)[0] if env else ""
+    return os.path.expanduser(first or "~/.kube/config")
+
+
+def _config_reason(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or "No such file" in text:
+        return "file not found"
+    if "context" in text.lower() and "not" in text.lower():
+        return "no such context"
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -1,0 +1,139 @@
+"""The record of one reconcile of one target, as users, scripts and Flower see it.
+
+One ``Outcome`` per run, plain data serialisable to JSON: the CLI prints it, the workers
+store it in the result backend, the status index and the history.  It never holds a
+credential or a manifest body beyond the drift's unified diff (which shows only fields we
+declare, so Secret data is masked before it gets here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.model import Action, Health, SyncStatus
+
+
+class Trigger(StrEnum):
+    """Why a run happened; forced triggers apply even when ``automated`` is off."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    WEBHOOK = "webhook"
+    CLI = "cli"
+
+    @property
+    def forced(self) -> bool:
+        """Admin syncs and the one-shot CLI apply whatever the sync policy says."""
+        return self in {Trigger.MANUAL, Trigger.CLI}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the run did to one object (a change-set entry)."""
+
+    object: str
+    action: Action
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An object that differs from Git: ``missing`` (to create), ``changed`` or ``extra``."""
+
+    object: str
+    kind: str
+    paths: tuple[str, ...] = ()
+    diff: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An error of the run, with the object it concerns when there is one."""
+
+    message: str
+    retryable: bool
+    object: str | None = None
+
+
+@dataclass
+class Outcome:
+    """Everything one reconcile of one (application, cluster) target found and did."""
+
+    application: str
+    cluster: str
+    trigger: str
+    started: str
+    revision: str | None = None
+    duration: float = 0.0
+    sync: SyncStatus = SyncStatus.FAILED
+    health: Health = Health.UNKNOWN
+    dry_run: bool = False
+    changes: list[Change] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+
+    @property
+    def retryable(self) -> bool:
+        """Failed only for passing reasons: trying again later may succeed."""
+        return bool(self.errors) and all(p.retryable for p in self.errors)
+
+    @property
+    def failed(self) -> bool:
+        """True when the run ended in error."""
+        return self.sync is SyncStatus.FAILED
+
+    def counts(self) -> dict[str, int]:
+        """Number of objects per change-set action, for summaries."""
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            counts[change.action.value] = counts.get(change.action.value, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (enums as their values)."""
+        data = asdict(self)
+        data["sync"] = self.sync.value
+        data["health"] = self.health.value
+        data["changes"] = [
+            {"object": c.object, "action": c.action.value, "reason": c.reason} for c in self.changes
+        ]
+        data["drift"] = [
+            {"object": d.object, "kind": d.kind, "paths": list(d.paths), "diff": d.diff}
+            for d in self.drift
+        ]
+        data["retryable"] = self.retryable
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        """Inverse of ``to_dict`` (for outcomes read back from Redis)."""
+        return cls(
+            application=str(data["application"]),
+            cluster=str(data["cluster"]),
+            trigger=str(data.get("trigger", "")),
+            started=str(data.get("started", "")),
+            revision=data.get("revision"),
+            duration=float(data.get("duration", 0.0)),
+            sync=SyncStatus(data.get("sync", SyncStatus.FAILED.value)),
+            health=Health(data.get("health", Health.UNKNOWN.value)),
+            dry_run=bool(data.get("dry_run", False)),
+            changes=[
+                Change(str(c["object"]), Action(c["action"]), str(c.get("reason", "")))
+                for c in data.get("changes", [])
+            ],
+            drift=[
+                Drift(
+                    str(d["object"]),
+                    str(d.get("kind", "changed")),
+                    tuple(d.get("paths", ())),
+                    str(d.get("diff", "")),
+                )
+                for d in data.get("drift", [])
+            ],
+            errors=[
+                Problem(str(p["message"]), bool(p.get("retryable")), p.get("object"))
+                for p in data.get("errors", [])
+            ],
+        )
