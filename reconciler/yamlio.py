@@ -40,6 +40,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
                 hash(key)
             except TypeError:
                 continue  # PyYAML reports unhashable keys itself below
+            # 1 and true collide too: Python's dict (and JSON's keys) cannot hold both.
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
@@ -150,7 +151,10 @@ def _convert(value: Any, *, where: str, error: type[ReconcilerError]) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, child in value.items():
-            out[_key(key, where=where, error=error)] = _convert(child, where=where, error=error)
+            name = _key(key, where=where, error=error)
+            if name in out:
+                raise error(f"{where}: duplicate key {name!r} once keys are made strings")
+            out[name] = _convert(child, where=where, error=error)
         return out
     if isinstance(value, list):
         return [_convert(child, where=where, error=error) for child in value]
