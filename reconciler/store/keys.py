@@ -1,0 +1,185 @@
+"""Every Redis key name of the platform, in one place (as rq's ``Job.key_for``).
+
+Locks, caches, the status index and the history are read and written by workers, beat,
+the webhook receiver and the CLI, on many hosts.  If each of them spelt key names itself,
+one typo would split the state in two without any error.  So every name comes from
+``Keys``, and every name starts with one prefix (``RECONCILER_REDIS_PREFIX``, default
+``reconciler:``) so one Redis can serve several installations side by side.
+
+Names are built only from checked parts: application and cluster names must be DNS-1123
+labels (the fleet file guarantees it), commits must be hex object names, anything else
+that comes from outside (revisions, webhook delivery ids, render options) is kept only
+when it is short and plainly safe and is hashed otherwise.  Repository URLs are always
+hashed, with any userinfo removed first, so a credential never reaches a key name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reconciler.errors import ConfigError
+
+#: The prefix when neither the caller nor ``RECONCILER_REDIS_PREFIX`` names one.
+DEFAULT_PREFIX = "reconciler:"
+#: Environment variable naming the prefix, so installations sharing a Redis stay apart.
+PREFIX_ENV = "RECONCILER_REDIS_PREFIX"
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+# Kept verbatim in a key name: no separator (':'), no glob characters, no spaces.
+_SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@+-]{0,127}")
+# A prefix must not contain glob characters: ``Keys.pattern`` feeds it to SCAN MATCH.
+_SAFE_PREFIX = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
+_USERINFO = re.compile(r"^[^@/]*@")
+# Greedy up to the last '@' of the authority: passwords sometimes hold a raw '@'.
+_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def default_prefix(environ: Mapping[str, str] | None = None) -> str:
+    """``RECONCILER_REDIS_PREFIX`` when set and not empty, else ``reconciler:``."""
+    env = os.environ if environ is None else environ
+    return env.get(PREFIX_ENV) or DEFAULT_PREFIX
+
+
+def digest(value: str, *, length: int = 32) -> str:
+    """A short hex SHA-256 of ``value``: a fixed-size, safe stand-in in key names."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:length]
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: what may be hashed, logged or shown."""
+    if "://" in url:
+        return _URL_USERINFO.sub(r"\1", url, count=1)
+    return _USERINFO.sub("", url)  # ``user@host:path``, scp-like syntax
+
+
+def repo_hash(url: str) -> str:
+    """Hash of a repository URL without its userinfo, so credentials never shape a key.
+
+    The same repository reached with and without a token shares one cache entry.
+    """
+    return digest(without_userinfo(url))
+
+
+def check_name(value: str, *, what: str) -> str:
+    """``value`` when it is a DNS-1123 label, else ``ConfigError`` naming ``what``."""
+    if not isinstance(value, str) or not _DNS1123_LABEL.fullmatch(value):
+        raise ConfigError(
+            f"{value!r}: {what} name must be a DNS-1123 label (lowercase letters, digits "
+            "and '-', at most 63 characters)"
+        )
+    return value
+
+
+def _part(value: str) -> str:
+    """``value`` itself when it is plainly safe in a key name, else a marked hash of it.
+
+    ``=`` never occurs in a safe part, so a hashed part cannot collide with a verbatim one.
+    """
+    if _SAFE_PART.fullmatch(value):
+        return value
+    return f"sha256={digest(value)}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Names of the platform's Redis keys under one prefix.
+
+    ``Keys()`` reads ``RECONCILER_REDIS_PREFIX``; tests pass a prefix of their own.
+    """
+
+    prefix: str = field(default_factory=default_prefix)
+
+    def __post_init__(self) -> None:
+        if not _SAFE_PREFIX.fullmatch(self.prefix):
+            raise ConfigError(
+                f"{PREFIX_ENV}={self.prefix!r}: a key prefix is 1 to 64 letters, digits "
+                "and '._:/@+-' (no spaces or glob characters)"
+            )
+
+    def _target(self, kind: str, app: str, cluster: str) -> str:
+        app = check_name(app, what="application")
+        cluster = check_name(cluster, what="cluster")
+        return f"{self.prefix}{kind}:{app}:{cluster}"
+
+    # -- targets ------------------------------------------------------------------------
+
+    def lock(self, app: str, cluster: str) -> str:
+        """String: the token of the worker reconciling this target (``SET NX PX``)."""
+        return self._target("lock", app, cluster)
+
+    def history(self, app: str, cluster: str) -> str:
+        """List: this target's outcomes as JSON, newest first, capped."""
+        return self._target("history", app, cluster)
+
+    def forced_pending(self, app: str, cluster: str) -> str:
+        """String: set while a forced sync of this target waits in the queue."""
+        return self._target("forced", app, cluster)
+
+    def status_index(self) -> str:
+        """Hash: one field per target (``target_field``), the summary of its last outcome."""
+        return f"{self.prefix}status"
+
+    @staticmethod
+    def target_field(app: str, cluster: str) -> str:
+        """Field of a target in ``status_index``: ``app/cluster`` (unambiguous for labels)."""
+        return f"{check_name(app, what='application')}/{check_name(cluster, what='cluster')}"
+
+    @staticmethod
+    def app_fields(app: str) -> str:
+        """HSCAN MATCH pattern of ``app``'s fields in ``status_index``."""
+        return f"{check_name(app, what='application')}/*"
+
+    # -- fleet ---------------------------------------------------------------------------
+
+    def suspended(self) -> str:
+        """Set: names of the applications whose reconciles are suspended."""
+        return f"{self.prefix}suspended"
+
+    def fleet(self) -> str:
+        """Hash or string: the fleet file now in force (fingerprint and content)."""
+        return f"{self.prefix}fleet"
+
+    # -- sources and rendering ---------------------------------------------------------
+
+    def revision(self, repo: str, revision: str) -> str:
+        """String: the commit ``revision`` of ``repo`` resolved to, cached briefly.
+
+        ``repo`` is the repository URL; it is hashed here, never stored.
+        """
+        return f"{self.prefix}revision:{repo_hash(repo)}:{_part(revision)}"
+
+    def fetch_flight(self, repo: str) -> str:
+        """String: short lock held by the one process fetching ``repo`` right now."""
+        return f"{self.prefix}flight:{repo_hash(repo)}"
+
+    def render(self, commit: str, path_key: str) -> str:
+        """String: compressed rendered objects of ``path_key`` (path and options) at ``commit``.
+
+        A commit's content never changes, so neither does its render.
+        """
+        if not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
+            raise ValueError(f"{commit!r} is not a full hex commit id")
+        return f"{self.prefix}render:{commit}:{digest(path_key)}"
+
+    # -- entry points --------------------------------------------------------------------
+
+    def webhook_seen(self, delivery_id: str) -> str:
+        """String: set once a webhook delivery was handled, so redeliveries are ignored."""
+        return f"{self.prefix}webhook:{_part(delivery_id)}"
+
+    def redbeat(self) -> str:
+        """Key prefix for RedBeat's schedule entries (its ``redbeat_key_prefix``)."""
+        return f"{self.prefix}redbeat:"
+
+    def celery(self) -> str:
+        """Key prefix for Celery's results (``global_keyprefix`` transport option)."""
+        return f"{self.prefix}celery:"
+
+    def pattern(self) -> str:
+        """SCAN MATCH pattern of every key of this installation (admin clean-up, tests)."""
+        return f"{self.prefix}*"

@@ -1,0 +1,145 @@
+"""The record of outcomes: what every target looks like now, and what happened to it.
+
+``reconciler status`` must answer for a whole fleet in one round trip, and ``reconciler
+history`` must show why a target changed, long after the worker that ran it is gone.  So
+each finished reconcile writes, in one MULTI/EXEC transaction (a reader never sees one
+without the other):
+
+* a summary into the status index, a hash with one field per target (``app/cluster``);
+* the whole outcome, as JSON, at the head of the target's history list, capped.
+
+Only what the engine's outcome contains is stored; it never holds credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from reconciler.model import Action
+from reconciler.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+#: Outcomes kept per target: enough to see a pattern, bounded so Redis does not grow.
+DEFAULT_HISTORY_LIMIT = 100
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _loads(values: Iterable[bytes | str], *, where: str) -> list[dict[str, Any]]:
+    """JSON objects from ``values``; an unreadable one is logged and skipped, not fatal."""
+    out: list[dict[str, Any]] = []
+    for value in values:
+        try:
+            entry = json.loads(_text(value))
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict):
+            out.append(entry)
+        else:
+            log.warning("%s: an entry is not a JSON object; skipped", where)
+    return out
+
+
+def _dumps(value: Any) -> str:
+    # ``default=str`` turns datetimes and the like into text instead of failing a record.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _finished(started: object, duration: float) -> str:
+    """RFC 3339 end of the run: ``started + duration``; now when ``started`` is unusable."""
+    try:
+        begin = datetime.fromisoformat(str(started))
+    except ValueError:
+        return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    if begin.tzinfo is None:
+        begin = begin.replace(tzinfo=UTC)
+    end = begin + timedelta(seconds=duration)
+    return end.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def summarize(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """The status index entry of an outcome: the few fields a fleet listing shows."""
+    changes = outcome.get("changes") or []
+    counts = Counter(str(change.get("action", "")) for change in changes)
+    errors = outcome.get("errors") or []
+    duration = float(outcome.get("duration") or 0.0)
+    return {
+        "application": outcome["application"],
+        "cluster": outcome["cluster"],
+        "revision": outcome.get("revision"),
+        "sync": outcome.get("sync", ""),
+        "health": outcome.get("health", ""),
+        "drift_count": len(outcome.get("drift") or []),
+        "actions": {action.value: counts.get(action.value, 0) for action in Action},
+        "started": outcome.get("started", ""),
+        "finished": _finished(outcome.get("started"), duration),
+        "duration": duration,
+        "error": str(errors[0].get("message", "")) if errors else "",
+        "retryable": bool(outcome.get("retryable", False)),
+        "trigger": outcome.get("trigger", ""),
+    }
+
+
+class Records:
+    """Writes and reads the status index and per-target histories."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, history_limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> None:
+        if history_limit < 1:
+            raise ValueError(f"history_limit must be at least 1, not {history_limit!r}")
+        self.client = client
+        self.keys = keys
+        self.history_limit = history_limit
+
+    def record(self, outcome: Mapping[str, Any]) -> None:
+        """Store one finished reconcile: status entry and history head, atomically."""
+        for name in ("application", "cluster"):
+            if not isinstance(outcome.get(name), str):
+                raise ValueError(f"an outcome needs a string {name!r}, got {outcome.get(name)!r}")
+        app, cluster = outcome["application"], outcome["cluster"]
+        history = self.keys.history(app, cluster)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(
+            self.keys.status_index(),
+            self.keys.target_field(app, cluster),
+            _dumps(summarize(outcome)),
+        )
+        pipe.lpush(history, _dumps(dict(outcome)))
+        pipe.ltrim(history, 0, self.history_limit - 1)
+        pipe.execute()
+
+    def status(self, app: str | None = None) -> list[dict[str, Any]]:
+        """Status entries of every target, or of ``app``'s, sorted by application, cluster."""
+        index = self.keys.status_index()
+        if app is None:
+            raw = list(self.client.hgetall(index).items())
+        else:
+            raw = list(self.client.hscan_iter(index, match=self.keys.app_fields(app)))
+        entries = _loads((value for _field, value in raw), where=index)
+        entries.sort(key=lambda entry: (str(entry.get("application")), str(entry.get("cluster"))))
+        return entries
+
+    def history(self, app: str, cluster: str, *, n: int = 20) -> list[dict[str, Any]]:
+        """The last ``n`` outcomes of a target, newest first."""
+        if n <= 0:
+            return []
+        key = self.keys.history(app, cluster)
+        return _loads(self.client.lrange(key, 0, n - 1), where=key)
+
+    def forget(self, app: str, cluster: str) -> None:
+        """Drop a target's status entry and history (it left the fleet)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.status_index(), self.keys.target_field(app, cluster))
+        pipe.delete(self.keys.history(app, cluster))
+        pipe.execute()

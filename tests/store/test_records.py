@@ -1,0 +1,165 @@
+"""The status index and histories against a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from reconciler.errors import ConfigError
+from reconciler.store.keys import Keys
+from reconciler.store.records import Records
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+@pytest.fixture
+def records(client: redis.Redis, redis_prefix: str) -> Records:
+    return Records(client, Keys(redis_prefix))
+
+
+def outcome(app: str = "web", cluster: str = "prod", **fields: Any) -> dict[str, Any]:
+    """An outcome as the engine produces it, with ``fields`` replaced."""
+    base: dict[str, Any] = {
+        "application": app,
+        "cluster": cluster,
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "trigger": "schedule",
+        "started": "2024-05-01T12:00:00Z",
+        "duration": 1.5,
+        "sync": "Synced",
+        "health": "Healthy",
+        "changes": [
+            {"object": "Deployment.apps/default/web", "action": "configured", "reason": ""},
+            {"object": "Service/default/web", "action": "unchanged", "reason": ""},
+            {"object": "ConfigMap/default/old", "action": "pruned", "reason": "left Git"},
+        ],
+        "drift": [
+            {"object": "Deployment.apps/default/web", "paths": ["/spec/replicas"], "diff": ""}
+        ],
+        "errors": [],
+        "retryable": False,
+    }
+    base.update(fields)
+    return base
+
+
+def test_status_entry_summarises_the_outcome(records: Records) -> None:
+    records.record(outcome())
+    [entry] = records.status()
+    assert entry == {
+        "application": "web",
+        "cluster": "prod",
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+        "sync": "Synced",
+        "health": "Healthy",
+        "drift_count": 1,
+        "actions": {
+            "created": 0, "configured": 1, "unchanged": 1, "pruned": 1, "skipped": 0, "failed": 0,
+        },
+        "started": "2024-05-01T12:00:00Z",
+        "finished": "2024-05-01T12:00:01.500000Z",
+        "duration": 1.5,
+        "error": "",
+        "retryable": False,
+        "trigger": "schedule",
+    }  # fmt: skip
+
+
+def test_status_is_upserted_per_target(records: Records) -> None:
+    records.record(outcome())
+    failure = outcome(
+        sync="Failed",
+        health="Unknown",
+        revision=None,
+        trigger="webhook",
+        changes=[],
+        drift=[],
+        errors=[
+            {
+                "message": "Deployment.apps/default/web: timed out",
+                "retryable": True,
+                "object": None,
+            },
+            {"message": "second", "retryable": True, "object": None},
+        ],
+        retryable=True,
+    )
+    records.record(failure)
+    [entry] = records.status()
+    assert entry["sync"] == "Failed" and entry["revision"] is None
+    assert entry["error"] == "Deployment.apps/default/web: timed out"
+    assert entry["drift_count"] == 0 and entry["retryable"] and entry["trigger"] == "webhook"
+    assert sum(entry["actions"].values()) == 0
+    assert [h["sync"] for h in records.history("web", "prod")] == ["Failed", "Synced"]
+
+
+def test_history_is_capped_and_newest_first(records: Records) -> None:
+    for run in range(105):
+        records.record(outcome(duration=float(run)))
+    everything = records.history("web", "prod", n=1000)
+    assert [h["duration"] for h in everything] == [float(run) for run in range(104, 4, -1)]
+    assert len(records.history("web", "prod")) == 20
+    assert records.history("web", "prod", n=0) == []
+    assert everything[0] == outcome(duration=104.0)  # the whole outcome, unchanged
+
+
+def test_history_limit_is_configurable(client: redis.Redis, redis_prefix: str) -> None:
+    records = Records(client, Keys(redis_prefix), history_limit=3)
+    for run in range(5):
+        records.record(outcome(duration=float(run)))
+    assert [h["duration"] for h in records.history("web", "prod")] == [4.0, 3.0, 2.0]
+
+
+def test_status_filtered_by_app_and_sorted(records: Records) -> None:
+    for app, cluster in [("web", "prod-2"), ("web-api", "prod-1"), ("web", "prod-1"), ("db", "a")]:
+        records.record(outcome(app, cluster))
+    assert [(e["application"], e["cluster"]) for e in records.status()] == [
+        ("db", "a"),
+        ("web", "prod-1"),
+        ("web", "prod-2"),
+        ("web-api", "prod-1"),
+    ]
+    assert [e["cluster"] for e in records.status("web")] == ["prod-1", "prod-2"]
+    assert records.status("nothing") == []
+
+
+def test_forget_removes_only_that_target(records: Records, client: redis.Redis) -> None:
+    records.record(outcome("web", "prod"))
+    records.record(outcome("web", "staging"))
+    records.forget("web", "prod")
+    assert [e["cluster"] for e in records.status()] == ["staging"]
+    assert records.history("web", "prod") == []
+    assert not client.exists(records.keys.history("web", "prod"))
+    assert len(records.history("web", "staging")) == 1
+
+
+def test_unreadable_entries_are_skipped(records: Records, client: redis.Redis) -> None:
+    records.record(outcome())
+    client.hset(records.keys.status_index(), "bad/entry", "{not json")
+    client.lpush(records.keys.history("web", "prod"), "[1, 2]")
+    assert [e["cluster"] for e in records.status()] == ["prod"]
+    assert len(records.history("web", "prod")) == 1
+
+
+def test_outcomes_must_name_a_valid_target(records: Records) -> None:
+    with pytest.raises(ValueError, match="application"):
+        records.record({"cluster": "prod"})
+    with pytest.raises(ConfigError, match="DNS-1123"):
+        records.record(outcome("Web"))
+    assert records.status() == []
+
+
+def test_a_decoding_client_works_too(redis_url: str, redis_prefix: str) -> None:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        records = Records(client, Keys(redis_prefix))
+        records.record(outcome(started="not a time"))
+        [entry] = records.status("web")
+        assert entry["finished"].endswith("Z")
+        assert records.history("web", "prod")[0]["started"] == "not a time"
