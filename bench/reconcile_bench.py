@@ -110,8 +110,7 @@ def main() -> int:
         started = time.perf_counter()
         commit = engine.resolve(fleet.application("bench").source, True)
         fetch_ms = (time.perf_counter() - started) * 1000
-        engine.resolve = lambda source, fresh: commit
-        options = Options(fresh=False)
+        options = Options(revision=commit)
 
         reset(base)
         cpu, wall = time.process_time(), time.perf_counter()

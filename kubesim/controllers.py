@@ -34,6 +34,8 @@ _WATCHED = {
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
     ("", "PersistentVolumeClaim"),
     ("", "Pod"),
+    ("autoscaling", "HorizontalPodAutoscaler"),
+    ("policy", "PodDisruptionBudget"),
 }
 
 
@@ -138,6 +140,40 @@ class Controllers:
             }
         if rt.kind == "Job":
             return _job_status(spec, mode, now)
+        if rt.kind == "HorizontalPodAutoscaler":
+            replicas = int(spec.get("minReplicas", 1))
+            return {
+                "observedGeneration": generation,
+                "currentReplicas": replicas,
+                "desiredReplicas": replicas,
+                "conditions": [
+                    _condition("AbleToScale", "True", "ReadyForNewScale",
+                               "recommended size matches current size", now),
+                    _condition("ScalingActive", "True", "ValidMetricFound",
+                               "the HPA was able to successfully calculate a replica count", now),
+                    _condition("ScalingLimited", "False", "DesiredWithinRange",
+                               "the desired count is within the acceptable range", now),
+                ],
+            }  # fmt: skip
+        if rt.kind == "PodDisruptionBudget":
+            return {
+                "observedGeneration": generation,
+                "currentHealthy": 1,
+                "desiredHealthy": 1,
+                "disruptionsAllowed": 0,
+                "expectedPods": 1,
+                # metav1.Condition: message and reason are required, even when empty.
+                "conditions": [
+                    {
+                        "type": "DisruptionAllowed",
+                        "status": "False",
+                        "reason": "InsufficientPods",
+                        "message": "",
+                        "observedGeneration": generation,
+                        "lastTransitionTime": now,
+                    }
+                ],
+            }
         replicas = int(spec.get("replicas", 1)) if rt.kind != "DaemonSet" else 1
         if rt.kind == "Deployment":
             return _deployment_status(spec, generation, replicas, mode, now)

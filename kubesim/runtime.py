@@ -109,6 +109,10 @@ class SimHandle:
         """Requests served by one cluster so far, by (verb, resource)."""
         return self.call(lambda: dict(self.cluster(name).requests))
 
+    def request_log(self, name: str) -> list[dict[str, Any]]:
+        """Recent requests of one cluster: start, end (epoch seconds), method, path, status."""
+        return self.call(lambda: list(self.cluster(name).request_log))
+
     def reset_requests(self, name: str | None = None) -> None:
         """Zero the request counters of one cluster, or of all."""
         targets = [name] if name else self.names
@@ -116,6 +120,7 @@ class SimHandle:
         def reset() -> None:
             for target in targets:
                 self.cluster(target).requests.clear()
+                self.cluster(target).request_log.clear()
 
         self.call(reset)
 

@@ -112,7 +112,8 @@ class Simulator:
         return _json({"clusters": rows})
 
     async def admin_cluster(self, request: web.Request) -> web.Response:
-        """``faults`` (GET, PUT/PATCH to change) and ``requests`` (GET, DELETE to reset)."""
+        """``faults`` (GET, PUT/PATCH to change), ``requests`` (counters; DELETE resets them
+        and the log) and ``log`` (every request with its start and end time)."""
         cluster = self.clusters.get(request.match_info["cluster"])
         if cluster is None:
             return _status(ApiError(404, f"cluster {request.match_info['cluster']!r} not found"))
@@ -122,9 +123,12 @@ class Simulator:
                 if request.method in {"PUT", "PATCH", "POST"}:
                     cluster.faults.update(await request.json())
                 return _json(cluster.faults.to_dict())
+            if what == "log":
+                return _json({"requests": list(cluster.request_log)})
             if what == "requests":
                 if request.method == "DELETE":
                     cluster.requests.clear()
+                    cluster.request_log.clear()
                 counts = [
                     {"verb": verb, "resource": resource, "count": n}
                     for (verb, resource), n in sorted(cluster.requests.items())
@@ -143,6 +147,16 @@ class Simulator:
         cluster = self.clusters.get(request.match_info["cluster"])
         if cluster is None:
             return _status(ApiError(404, "the server could not find the requested resource"))
+        started = time.time()
+        status = 0
+        try:
+            response = await self._serve(cluster, request)
+            status = response.status
+            return response
+        finally:
+            cluster.log_request(started, time.time(), request.method, request.path_qs, status)
+
+    async def _serve(self, cluster: Cluster, request: web.Request) -> web.StreamResponse:
         faults = cluster.faults
         if faults.down:
             # A cluster that is "down" drops the connection without answering, which

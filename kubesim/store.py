@@ -31,6 +31,8 @@ Obj = dict[str, Any]
 TypeKey = tuple[str, str]  # (group, plural)
 ObjKey = tuple[str, str]  # (namespace, name); namespace "" when cluster-scoped
 
+#: Requests remembered per cluster by the request log.
+REQUEST_LOG_SIZE = 20_000
 #: Watch events kept per cluster for resuming from a resourceVersion; older ones are "Expired".
 HISTORY_SIZE = 50_000
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -224,6 +226,8 @@ class Cluster:
         self.watchers: set[Watcher] = set()
         self.faults = Faults()
         self.requests: Counter[tuple[str, str]] = Counter()
+        #: Recent requests with start/end times: lets tests prove two runs never overlapped.
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.owners: dict[str, set[tuple[TypeKey, ObjKey]]] = {}
         #: Called after every committed change: (resource type, event kind, object).
         self.listeners: list[Callable[[ResourceType, str, Obj], None]] = []
@@ -244,6 +248,12 @@ class Cluster:
             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}]},
         }
         self.create(self.resource_type("", "v1", "services"), "default", svc, opts)
+
+    def log_request(self, start: float, end: float, method: str, path: str, status: int) -> None:
+        """Remember one served request (status 0: the connection was dropped)."""
+        self.request_log.append(
+            {"start": start, "end": end, "method": method, "path": path, "status": status}
+        )
 
     # -- lookups -----------------------------------------------------------------------
 

@@ -154,10 +154,8 @@ def _run_targets(args: argparse.Namespace, *, dry_run: bool) -> list[Outcome]:
     app = fleet.application(args.app)
     clusters = targets_of(fleet, app, args.cluster)
     eng = engine()
-    options = Options(dry_run=dry_run)
     # One commit for every target of this run, fetched once.
-    commit = eng.resolve(app.source, True)
-    eng.resolve = lambda source, fresh: commit
+    options = Options(dry_run=dry_run, revision=eng.resolve(app.source, True))
     with ThreadPoolExecutor(max_workers=min(8, len(clusters))) as pool:
         outcomes = list(pool.map(
             lambda c: eng.reconcile(fleet, app.name, c.name, trigger=Trigger.CLI, options=options),
@@ -283,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--cluster", action="append", required=True, metavar="NAME")
     _add_output(diff)
     diff.set_defaults(handler=_cmd_diff)
+
+    from reconciler.cli_runtime import add_parsers  # noqa: PLC0415
+
+    add_parsers(sub)
     return parser
 
 

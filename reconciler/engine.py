@@ -66,6 +66,8 @@ class Options:
 
     dry_run: bool = False
     fresh: bool = True
+    #: A commit already resolved by the caller (the same for every target of one run).
+    revision: str | None = None
     #: Seconds to wait for a CRD applied in this run to be Established.
     crd_timeout: float = 60.0
 
@@ -102,8 +104,8 @@ class Engine:
     ) -> None:
         self.source = source
         self.clients = clients
-        self.resolve = resolver or self._resolve_from_git
-        self.objects = renderer or self._render_from_git
+        self.resolve = resolver or self.resolve_from_git
+        self.objects = renderer or self.render_from_git
 
     @classmethod
     def local(cls, cache_dir: Path) -> Engine:
@@ -112,10 +114,10 @@ class Engine:
 
     # -- defaults for the source and render stages --------------------------------------
 
-    def _resolve_from_git(self, source: Source, fresh: bool) -> str:
+    def resolve_from_git(self, source: Source, fresh: bool) -> str:
         return self.source.resolve(source.repo, source.revision, fetch=fresh)
 
-    def _render_from_git(self, source: Source, commit: str, path: str) -> list[RenderedObject]:
+    def render_from_git(self, source: Source, commit: str, path: str) -> list[RenderedObject]:
         files = self.source.read_tree(source.repo, commit, path)
         return render(
             files,
@@ -180,7 +182,8 @@ class Engine:
     def _stages(self, fleet: Fleet, run: _Run) -> None:
         app, outcome = run.app, run.outcome
         # 1. Source: the commit this run applies.
-        commit = outcome.revision = self.resolve(app.source, run.options.fresh)
+        commit = run.options.revision or self.resolve(app.source, run.options.fresh)
+        outcome.revision = commit
         # 2. Render: the objects Git wants on this cluster.
         run.desired, run.kube = self.desired(fleet, app, run.cluster, commit)
         kube = run.kube

@@ -222,6 +222,19 @@ class ForcedSyncs:
         key = self.keys.forced_pending(app, cluster)
         return bool(self.client.set(key, "1", nx=True, px=_ms(ttl)))
 
+    def claim(self, app: str, cluster: str, *, task_id: str, ttl: float) -> str | None:
+        """Queue-or-join: None when ``task_id`` is now the target's waiting forced sync,
+        else the id of the forced sync already waiting (callers can wait on that one)."""
+        key = self.keys.forced_pending(app, cluster)
+        for _ in range(3):
+            if self.client.set(key, task_id, nx=True, px=_ms(ttl)):
+                return None
+            existing = self.client.get(key)
+            if existing is not None:
+                return _text(existing)
+            # The waiting one started between our SET and GET: try to claim again.
+        return None  # contended: queue ours; the target lock still serialises them
+
     def clear_forced_pending(self, app: str, cluster: str) -> None:
         """The forced sync started: the next request may queue another."""
         self.client.delete(self.keys.forced_pending(app, cluster))

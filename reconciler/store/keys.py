@@ -166,6 +166,16 @@ class Keys:
             raise ValueError(f"{commit!r} is not a full hex commit id")
         return f"{self.prefix}render:{commit}:{digest(path_key)}"
 
+    # -- metrics -------------------------------------------------------------------------
+
+    def metrics_reconciles(self) -> str:
+        """Hash: number of reconciles per result (Synced, OutOfSync, Failed, skipped)."""
+        return f"{self.prefix}metrics:reconciles"
+
+    def metrics_duration(self) -> str:
+        """Hash: reconcile duration histogram buckets, sum and count."""
+        return f"{self.prefix}metrics:duration"
+
     # -- entry points --------------------------------------------------------------------
 
     def webhook_seen(self, delivery_id: str) -> str:

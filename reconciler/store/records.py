@@ -79,7 +79,8 @@ def summarize(outcome: Mapping[str, Any]) -> dict[str, Any]:
         "revision": outcome.get("revision"),
         "sync": outcome.get("sync", ""),
         "health": outcome.get("health", ""),
-        "drift_count": len(outcome.get("drift") or []),
+        # Drift left after the run: what a Synced run found, it also corrected.
+        "drift_count": 0 if outcome.get("sync") == "Synced" else len(outcome.get("drift") or []),
         "actions": {action.value: counts.get(action.value, 0) for action in Action},
         "started": outcome.get("started", ""),
         "finished": _finished(outcome.get("started"), duration),

@@ -50,6 +50,12 @@ def outcome(app: str = "web", cluster: str = "prod", **fields: Any) -> dict[str,
     return base
 
 
+def test_drift_left_by_a_run_that_did_not_sync_is_counted(records: Records) -> None:
+    records.record(outcome(sync="OutOfSync"))
+    [entry] = records.status()
+    assert entry["drift_count"] == 1
+
+
 def test_status_entry_summarises_the_outcome(records: Records) -> None:
     records.record(outcome())
     [entry] = records.status()
@@ -59,7 +65,7 @@ def test_status_entry_summarises_the_outcome(records: Records) -> None:
         "revision": "0123456789abcdef0123456789abcdef01234567",
         "sync": "Synced",
         "health": "Healthy",
-        "drift_count": 1,
+        "drift_count": 0,  # a Synced run corrected what it found
         "actions": {
             "created": 0, "configured": 1, "unchanged": 1, "pruned": 1, "skipped": 0, "failed": 0,
         },

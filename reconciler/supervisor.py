@@ -1,0 +1,280 @@
+"""``reconciler up``: the whole platform in one command, for a laptop, a demo or a test.
+
+Starts Redis (``REDIS_URL`` when it answers, else the embedded one), then each component
+as a child process of its own — workers, beat, the webhook server and Flower — exactly as
+they run on many hosts, with a live status table.  ``--demo`` first starts simulated
+clusters and writes a local Git repository of sample applications and a fleet file.
+Ctrl-C or SIGTERM stops every child, then Redis and the simulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from reconciler.config import Fleet, load_fleet
+from reconciler.errors import ConfigError, TransientError
+from reconciler.store.provision import free_port, provide_redis
+
+
+@dataclass
+class Child:
+    """One component process and where its output goes."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start it, output appended to its log file, in its own process group."""
+        self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def alive(self) -> bool:
+        """Still running."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the group (a worker finishes or requeues its task), SIGKILL if it lingers."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def command(*args: str) -> list[str]:
+    """A ``reconciler`` subcommand run with this interpreter."""
+    return [sys.executable, "-m", "reconciler.cli", *args]
+
+
+@contextmanager
+def simulated_clusters(workdir: Path, names: Sequence[str]) -> Iterator[str]:
+    """kubesim in a child process; yields the kubeconfig path once it is written."""
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.unlink(missing_ok=True)
+    sim = Child("kubesim", command("sim", "--clusters", str(len(names)), "--kubeconfig",
+                                   str(kubeconfig), "--controller-delay", "0.5"),
+                workdir / "kubesim.log")  # fmt: skip
+    sim.start(dict(os.environ))
+    try:
+        deadline = time.monotonic() + 30
+        while not kubeconfig.exists():
+            if not sim.alive() or time.monotonic() > deadline:
+                raise TransientError(f"kubesim did not start; see {sim.log}")
+            time.sleep(0.05)
+        yield str(kubeconfig)
+    finally:
+        sim.stop()
+
+
+class Stop(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What ``reconciler up`` was asked for."""
+
+    config: str | None
+    demo: bool
+    workers: int
+    concurrency: int
+    flower_port: int
+    webhook_port: int
+    workdir: Path
+    until_synced: float | None = None
+    no_flower: bool = False
+
+
+def up(options: UpOptions) -> int:
+    """Run the stack until interrupted (or until every target is synced, if asked)."""
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: list[Child] = []
+    try:
+        with ExitStack() as stack:
+            redis_url = stack.enter_context(provide_redis())
+            embedded = redis_url != os.environ.get("REDIS_URL")
+            env = dict(os.environ)
+            env["REDIS_URL"] = redis_url
+            if options.demo:
+                from reconciler.demo import DEMO_CLUSTERS, create_demo  # noqa: PLC0415
+
+                kubeconfig = stack.enter_context(
+                    simulated_clusters(options.workdir, [c.name for c in DEMO_CLUSTERS])
+                )
+                fleet_path = str(create_demo(options.workdir, kubeconfig=kubeconfig,
+                                             clusters=DEMO_CLUSTERS))  # fmt: skip
+                env["KUBECONFIG"] = kubeconfig
+                env.setdefault("RECONCILER_CACHE_DIR", str(options.workdir / "cache"))
+            else:
+                fleet_path = options.config or os.environ.get("RECONCILER_CONFIG", "")
+                if not fleet_path:
+                    raise ConfigError("pass --config FILE (or set RECONCILER_CONFIG), or --demo")
+            fleet = load_fleet(fleet_path)
+            env["RECONCILER_CONFIG"] = os.path.abspath(fleet_path)
+            flower_auth_file = _flower_credentials(options, env)
+            children = _children(options)
+            for child in children:
+                child.start(env)
+            _banner(options, fleet, redis_url, embedded=embedded,
+                    flower_auth_file=flower_auth_file, children=children)  # fmt: skip
+            return _watch(options, fleet, env, children)
+    except Stop:
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        for child in reversed(children):
+            child.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _flower_credentials(options: UpOptions, env: dict[str, str]) -> Path | None:
+    """Basic auth for Flower: the caller's, or generated into a 0600 file (never printed)."""
+    if options.no_flower or env.get("FLOWER_BASIC_AUTH"):
+        return None
+    path = options.workdir / "flower-credentials"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"admin:{secrets.token_urlsafe(18)}\n")
+    env["FLOWER_BASIC_AUTH"] = path.read_text().strip()
+    return path
+
+
+def _children(options: UpOptions) -> list[Child]:
+    logs = options.workdir / "logs"
+    logs.mkdir(exist_ok=True)
+    children = []
+    for i in range(1, options.workers + 1):
+        argv = command("worker", "--hostname", f"worker{i}@%h", "--loglevel", "INFO")
+        if options.concurrency:
+            argv += ["--concurrency", str(options.concurrency)]
+        children.append(Child(f"worker{i}", argv, logs / f"worker{i}.log"))
+    children.append(Child("beat", command("beat"), logs / "beat.log"))
+    children.append(Child("webhook", command("webhook", "--port", str(options.webhook_port)),
+                          logs / "webhook.log"))  # fmt: skip
+    if not options.no_flower:
+        children.append(Child("flower", command("flower", "--port", str(options.flower_port)),
+                              logs / "flower.log"))  # fmt: skip
+    return children
+
+
+def _banner(
+    options: UpOptions, fleet: Fleet, redis_url: str, *, embedded: bool,
+    flower_auth_file: Path | None, children: list[Child],
+) -> None:  # fmt: skip
+    from reconciler.source import redact_url  # noqa: PLC0415
+
+    print(f"reconciler up: {len(fleet.applications)} applications, {len(fleet.clusters)} "
+          f"clusters, fleet {fleet.path}")  # fmt: skip
+    print(f"  redis    {redact_url(redis_url)}{' (embedded)' if embedded else ''}")
+    print(f"  webhook  http://127.0.0.1:{options.webhook_port}/hooks/git   "
+          f"metrics http://127.0.0.1:{options.webhook_port}/metrics")  # fmt: skip
+    if not options.no_flower:
+        where = f" (login in {flower_auth_file})" if flower_auth_file else ""
+        print(f"  flower   http://127.0.0.1:{options.flower_port}{where}")
+    print(f"  logs     {options.workdir / 'logs'}  ({', '.join(c.name for c in children)})")
+    if options.demo:
+        print(f"  demo     apps repository {options.workdir / 'apps'}; push a change with "
+              f"'reconciler sync guestbook --config {fleet.path} --wait'")  # fmt: skip
+    print("Ctrl-C stops everything.", flush=True)
+
+
+def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list[Child]) -> int:
+    """Print the status table when it changes; stop when a child dies or all are synced."""
+    deadline = time.monotonic() + options.until_synced if options.until_synced else None
+    shown = ""
+    expected = {(a.name, c.name) for a in fleet.applications for c in fleet.targets(a)}
+    while True:
+        for child in children:
+            if not child.alive():
+                code = child.process.returncode if child.process else "?"
+                print(f"{child.name} exited (code {code}); see {child.log}", file=sys.stderr)
+                return 1
+        table, synced = _status(env, expected)
+        if table != shown:
+            print(table, flush=True)
+            shown = table
+        if deadline is not None:
+            if synced:
+                print("every target is Synced", flush=True)
+                return 0
+            if time.monotonic() > deadline:
+                print("not every target is Synced in time", file=sys.stderr)
+                return 1
+        time.sleep(1.0)
+
+
+def _status(env: dict[str, str], expected: set[tuple[str, str]]) -> tuple[str, bool]:
+    """The status table as text, and whether every expected target is Synced."""
+    import redis  # noqa: PLC0415
+
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+    from reconciler.store.records import Records  # noqa: PLC0415
+
+    client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
+    try:
+        rows = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or "reconciler:")).status()
+    except redis.RedisError:
+        return "status: Redis does not answer", False
+    finally:
+        client.close()
+    lines = [f"{'APPLICATION':14} {'CLUSTER':10} {'REVISION':10} {'SYNC':10} {'HEALTH':12} DRIFT"]
+    seen = set()
+    for row in rows:
+        seen.add((row.get("application"), row.get("cluster")))
+        lines.append(f"{row.get('application', ''):14} {row.get('cluster', ''):10} "
+                     f"{str(row.get('revision') or '-')[:8]:10} {row.get('sync', ''):10} "
+                     f"{row.get('health', ''):12} {row.get('drift_count', 0)}")  # fmt: skip
+    synced = expected <= seen and all(
+        r.get("sync") == "Synced"
+        for r in rows
+        if (r.get("application"), r.get("cluster")) in expected
+    )
+    return "\n".join(lines), synced
+
+
+def default_ports() -> tuple[int, int]:
+    """Flower and webhook ports: 5555 and 8088 unless taken, then free ones."""
+    return (_port_or_free(5555), _port_or_free(8088))
+
+
+def _port_or_free(port: int) -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port

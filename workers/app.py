@@ -1,0 +1,122 @@
+"""The Celery application: broker, result backend and queues, all on Redis.
+
+Settings that make reconciles safe to run on many hosts:
+
+* JSON only, and task arguments that are names (application, cluster, trigger, commit):
+  never credentials or manifests, because Flower shows arguments to anyone who opens it;
+* ``acks_late`` with ``reject_on_worker_lost`` and prefetch 1: a worker killed in the
+  middle of a reconcile leaves its task in the queue for another worker;
+* soft and hard time limits, and a broker visibility timeout longer than the hard limit,
+  so a slow task is not delivered twice while it still runs;
+* two queues, forced work (admin syncs, webhooks) and scheduled work, consumed in sorted
+  order so a free worker always takes forced work first, whatever the scheduled backlog;
+* every key under the installation's prefix, so one Redis serves several installations.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu.entity import Queue
+
+from reconciler.store.keys import Keys
+
+#: Queue names sort forced-first: the broker is consumed in "sorted" order.
+FORCED_QUEUE = "reconciler-forced"
+SCHEDULED_QUEUE = "reconciler-scheduled"
+#: Seconds: a reconcile that takes longer is stopped (soft first, then killed).
+SOFT_TIME_LIMIT = float(os.environ.get("RECONCILER_TASK_SOFT_LIMIT", "300"))
+HARD_TIME_LIMIT = SOFT_TIME_LIMIT * 1.2 + 10
+#: Seconds before the broker hands an unacknowledged task (its worker died) to another
+#: worker.  Longer than the hard limit, so a task is never delivered twice while it runs.
+VISIBILITY_TIMEOUT = max(
+    float(os.environ.get("RECONCILER_VISIBILITY_TIMEOUT", "0")) or HARD_TIME_LIMIT * 2,
+    HARD_TIME_LIMIT + 5,
+)
+
+
+def redis_url() -> str:
+    """Broker and backend URL: ``REDIS_URL`` (``reconciler up`` sets it for its children)."""
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def route_label() -> str:
+    """Cluster label whose value picks target queues (``RECONCILER_ROUTE_LABEL``), or ""."""
+    return os.environ.get("RECONCILER_ROUTE_LABEL", "")
+
+
+def queue_for(*, forced: bool, route: str = "") -> str:
+    """The queue of a task: forced or scheduled, optionally for one routing label value."""
+    base = FORCED_QUEUE if forced else SCHEDULED_QUEUE
+    return f"{base}.{route}" if route else base
+
+
+def queues_for(routes: list[str]) -> list[str]:
+    """Queues a worker consumes: the shared ones and those of its routing values."""
+    names = [FORCED_QUEUE, SCHEDULED_QUEUE]
+    for route in routes:
+        names += [queue_for(forced=True, route=route), queue_for(forced=False, route=route)]
+    return names
+
+
+def create_app() -> Celery:
+    """A configured Celery app (settings read from the environment now)."""
+    app = Celery("reconciler", include=["workers.tasks"])
+    app.conf.update(settings(redis_url(), Keys()))
+    return app
+
+
+def reconfigure(celery_app: Celery, *, url: str, prefix: str) -> None:
+    """Point an app (before its first use) at another Redis and key prefix.
+
+    Also exports them to the environment, so the process's runtime and any child process
+    agree with it.  Used by ``reconciler up`` and by tests that provision Redis late.
+    """
+    os.environ["REDIS_URL"] = url
+    os.environ["RECONCILER_REDIS_PREFIX"] = prefix
+    celery_app.conf.update(settings(url, Keys(prefix)))
+
+
+def settings(url: str, keys: Keys) -> dict[str, object]:
+    """Every Celery and RedBeat setting, for one Redis and key prefix."""
+    transport = {
+        "visibility_timeout": int(VISIBILITY_TIMEOUT),
+        "queue_order_strategy": "sorted",
+        "global_keyprefix": keys.celery(),
+    }
+    return dict(
+        broker_url=url,
+        result_backend=url,
+        broker_transport_options=transport,
+        result_backend_transport_options={"global_keyprefix": keys.celery()},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=SOFT_TIME_LIMIT,
+        task_time_limit=HARD_TIME_LIMIT,
+        task_track_started=True,
+        result_extended=True,
+        result_expires=24 * 3600,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        task_default_queue=SCHEDULED_QUEUE,
+        task_queues=[Queue(FORCED_QUEUE), Queue(SCHEDULED_QUEUE)],
+        task_create_missing_queues=True,
+        worker_hijack_root_logger=False,
+        redbeat_redis_url=url,
+        redbeat_redis_options={"health_check_interval": 30},
+        redbeat_key_prefix=keys.redbeat(),
+        redbeat_lock_timeout=30,
+        beat_max_loop_interval=5,
+        timezone="UTC",
+    )
+
+
+app = create_app()

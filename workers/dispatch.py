@@ -1,0 +1,78 @@
+"""Enqueueing reconciles from outside a worker: admin syncs, webhooks, suspend and resume.
+
+The CLI and the webhook server call these; they only need Redis (the broker), never a
+cluster or Git.  Forced work goes to the forced queue, which workers drain before any
+scheduled backlog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery.result import AsyncResult
+
+from reconciler.outcome import Trigger
+from workers.app import app, queue_for
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A target's forced sync: its task id, and whether this call queued it or joined one."""
+
+    cluster: str
+    task_id: str
+    queued: bool
+
+
+def enqueue_app(
+    app_name: str,
+    *,
+    trigger: Trigger,
+    clusters: Sequence[str] | None = None,
+    fresh: bool = False,
+) -> AsyncResult:
+    """Send ``reconcile_app``; forced and webhook triggers go to the forced queue."""
+    forced = trigger in {Trigger.MANUAL, Trigger.WEBHOOK}
+    return app.send_task(
+        "reconciler.reconcile_app",
+        args=(app_name, trigger.value),
+        kwargs={"clusters": list(clusters) if clusters else None, "fresh": fresh},
+        queue=queue_for(forced=forced),
+    )
+
+
+def fan_out_result(result: AsyncResult, *, timeout: float) -> tuple[str | None, list[Queued]]:
+    """Wait for ``reconcile_app`` to fan out: the revision and each target's task."""
+    data: dict[str, Any] = result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+    targets = [Queued(t["cluster"], t["task_id"], bool(t["queued"])) for t in data["targets"]]
+    return data.get("revision"), targets
+
+
+def wait_for_targets(
+    targets: Sequence[Queued], *, timeout: float, poll: float = 0.2
+) -> dict[str, dict[str, Any] | None]:
+    """Each target's final outcome (None when it did not finish within ``timeout``).
+
+    A target task that is being retried is not final: its last state is RETRY, and the
+    retried task keeps the same id, so waiting on the id follows it to the end.
+    """
+    deadline = time.monotonic() + timeout
+    results: dict[str, dict[str, Any] | None] = {t.cluster: None for t in targets}
+    pending = {t.cluster: AsyncResult(t.task_id, app=app) for t in targets}
+    while pending and time.monotonic() < deadline:
+        for cluster, result in list(pending.items()):
+            if result.state == "SUCCESS":
+                value = result.result
+                results[cluster] = value if isinstance(value, dict) else None
+                del pending[cluster]
+            elif result.state == "FAILURE":
+                results[cluster] = {"application": "", "cluster": cluster, "sync": "Failed",
+                                    "errors": [{"message": str(result.result),
+                                                "retryable": False}]}  # fmt: skip
+                del pending[cluster]
+        if pending:
+            time.sleep(poll)
+    return results

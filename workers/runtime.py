@@ -1,0 +1,160 @@
+"""Per-process state of a worker: Redis, the fleet file, the engine and its caches.
+
+Built lazily in each (forked) worker process and reused by every task it runs: cluster
+clients, Git mirrors and discovery are expensive to build and cheap to keep.  The fleet
+file is re-read when it changes on disk (a stat per task), so a changed fleet needs no
+restart.  The engine's source and render stages go through Redis: the revision of a
+(repo, revision) is resolved once across all workers (single-flight), and a commit's
+render is computed once and shared.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from reconciler.config import Fleet, Source, load_fleet
+from reconciler.engine import Engine
+from reconciler.errors import ConfigError
+from reconciler.kube import ClientFactory
+from reconciler.render import RenderedObject
+from reconciler.source import GitSource, default_cache_dir
+from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache
+from reconciler.store.keys import Keys
+from reconciler.store.metrics import ReconcileMetrics
+from reconciler.store.records import Records
+from workers.app import redis_url
+
+#: Seconds a resolved revision is reused before Git is asked again.
+REVISION_TTL = float(os.environ.get("RECONCILER_REVISION_TTL", "10"))
+
+
+class FleetFile:
+    """The fleet file, re-read when its modification time or size changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._fleet: Fleet | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Fleet:
+        """The current fleet (ConfigError when the file is invalid)."""
+        try:
+            stat = os.stat(self.path)
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read the fleet file ({exc.strerror})") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if self._fleet is None or stamp != self._stamp:
+                self._fleet = load_fleet(self.path)
+                self._stamp = stamp
+            return self._fleet
+
+
+def fleet_path() -> str:
+    """``RECONCILER_CONFIG``: the fleet file every component reads."""
+    path = os.environ.get("RECONCILER_CONFIG", "")
+    if not path:
+        raise ConfigError("RECONCILER_CONFIG is not set: workers and beat need the fleet file")
+    return path
+
+
+@dataclass
+class Runtime:
+    """Everything a task needs, built once per process."""
+
+    client: redis.Redis
+    keys: Keys
+    fleet_file: FleetFile
+    engine: Engine
+    records: Records
+    revisions: RevisionCache
+    renders: RenderCache
+    forced: ForcedSyncs
+    metrics: ReconcileMetrics
+
+    def fleet(self) -> Fleet:
+        """The fleet in force now."""
+        return self.fleet_file.get()
+
+    def suspended(self, app: str) -> bool:
+        """Suspended by ``reconciler suspend`` (the fleet's ``sync.suspended`` is separate)."""
+        return bool(self.client.sismember(self.keys.suspended(), app))
+
+    def resolve(self, source: Source, *, fresh: bool) -> str:
+        """The commit of ``source``: fetched at most once per TTL across all workers."""
+        git = self.engine.source
+        return self.revisions.resolve(
+            source.repo,
+            source.revision,
+            lambda: git.resolve(source.repo, source.revision, fetch=True),
+            fresh=fresh,
+        )
+
+    def render(self, source: Source, commit: str, path: str) -> list[RenderedObject]:
+        """Rendered objects of ``path`` at ``commit``, from the shared cache when there."""
+        key = render_key(source, path)
+        cached = self.renders.get(commit, key)
+        if cached is not None:
+            return [RenderedObject(**item) for item in cached]
+        objects = self.engine.render_from_git(source, commit, path)
+        self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
+        return objects
+
+
+def render_key(source: Source, path: str) -> str:
+    """What a render depends on besides the commit: the repository and the path."""
+    return f"{source.repo}\0{path}"
+
+
+def _rendered_dict(obj: RenderedObject) -> dict[str, Any]:
+    return {"manifest": obj.manifest, "source": obj.source, "line": obj.line,
+            "index": obj.index, "item": obj.item}  # fmt: skip
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use."""
+    global _runtime  # noqa: PLW0603 - one runtime per process, by design
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime()
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget this process's runtime (after a fork: sockets must not be shared)."""
+    global _runtime  # noqa: PLW0603
+    with _runtime_lock:
+        _runtime = None
+
+
+def build_runtime() -> Runtime:
+    """A runtime from the environment (REDIS_URL, RECONCILER_CONFIG, cache dir)."""
+    client = redis.Redis.from_url(redis_url(), socket_timeout=30, socket_connect_timeout=10,
+                                  health_check_interval=30)  # fmt: skip
+    keys = Keys()
+    cache_dir = Path(default_cache_dir())
+    engine = Engine(source=GitSource(cache_dir), clients=ClientFactory(cache_dir=cache_dir))
+    rt = Runtime(
+        client=client,
+        keys=keys,
+        fleet_file=FleetFile(fleet_path()),
+        engine=engine,
+        records=Records(client, keys),
+        revisions=RevisionCache(client, keys, ttl=REVISION_TTL),
+        renders=RenderCache(client, keys),
+        forced=ForcedSyncs(client, keys),
+        metrics=ReconcileMetrics(client, keys),
+    )
+    engine.objects = rt.render
+    return rt

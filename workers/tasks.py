@@ -1,0 +1,191 @@
+"""The reconcile tasks: one per application (fan-out), one per target (the work).
+
+``reconcile_app`` resolves the application's revision once (shared across workers),
+renders each distinct path once into the shared cache, then sends one
+``reconcile_target`` per matching cluster, so a hundred clusters reconcile in parallel on
+every worker that is free.  ``reconcile_target`` holds the target's lock while the engine
+runs and records the outcome: in the result backend (its return value), the status
+index, and the target's capped history.
+
+Arguments are identifiers only: application and cluster names, the trigger, a commit id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from reconciler.engine import Options
+from reconciler.errors import LockBusy, ReconcilerError
+from reconciler.model import SyncStatus
+from reconciler.outcome import Outcome, Problem, Trigger
+from reconciler.store.lock import TargetLock
+from workers.app import SOFT_TIME_LIMIT, app, queue_for, route_label
+from workers.runtime import Runtime, render_key, reset_runtime, runtime
+
+log = logging.getLogger("reconciler.workers")
+
+#: Seconds a target lock lives between renewals (renewed every third of it while held);
+#: also how long a target stays locked after its worker died.
+LOCK_TTL = float(os.environ.get("RECONCILER_LOCK_TTL", "60"))
+#: Retries of a target whose failure was transient, with exponential backoff and jitter.
+MAX_RETRIES = 5
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 120.0
+#: How long a queued forced sync stays marked as waiting (safety net if it is lost).
+FORCED_MARK_TTL = 3600.0
+
+
+@worker_process_init.connect
+def _fresh_process(**_: Any) -> None:
+    """Each forked worker process builds its own clients and connections."""
+    reset_runtime()
+
+
+def backoff(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: exponential, capped, full jitter."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2**retries))
+    return random.uniform(ceiling / 2, ceiling)  # jitter, not security
+
+
+@app.task(name="reconciler.reconcile_app", bind=True, ignore_result=False)
+def reconcile_app(
+    self: Task,
+    app_name: str,
+    trigger: str = Trigger.SCHEDULE.value,
+    clusters: list[str] | None = None,
+    fresh: bool = False,
+) -> dict[str, Any]:
+    """Resolve and render once, then queue one target task per matching cluster."""
+    rt = runtime()
+    kind = Trigger(trigger)
+    fleet = rt.fleet()
+    application = fleet.application(app_name)
+    # Suspension stops automatic runs (schedule and webhook); an admin sync still runs.
+    automatic = kind in {Trigger.SCHEDULE, Trigger.WEBHOOK}
+    if automatic and (application.sync.suspended or rt.suspended(app_name)):
+        return {"application": app_name, "skipped": "suspended", "targets": []}
+    targets = fleet.targets(application)
+    if clusters:
+        targets = [c for c in targets if c.name in set(clusters)]
+    try:
+        commit: str | None = rt.resolve(application.source, fresh=fresh)
+    except ReconcilerError as exc:
+        # Every target records the failure (and retries it) on its own.
+        log.warning("reconcile_app %s: source: %s", app_name, exc)
+        commit = None
+    if commit is not None:
+        for path in sorted({fleet.source_path(application, c) for c in targets}):
+            render_path = "" if path == "." else path
+            if rt.renders.get(commit, render_key(application.source, render_path)) is None:
+                try:
+                    rt.render(application.source, commit, render_path)
+                except ReconcilerError as exc:
+                    log.warning("reconcile_app %s: render %s: %s", app_name, path, exc)
+    forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
+    label = route_label()
+    sent = []
+    for cluster in targets:
+        task_id = str(uuid.uuid4())
+        if forced:
+            waiting = rt.forced.claim(app_name, cluster.name, task_id=task_id, ttl=FORCED_MARK_TTL)
+            if waiting is not None:
+                sent.append({"cluster": cluster.name, "task_id": waiting, "queued": False})
+                continue
+        queue = queue_for(forced=forced, route=cluster.labels.get(label, "") if label else "")
+        reconcile_target.apply_async(
+            args=(app_name, cluster.name, trigger),
+            kwargs={"revision": commit},
+            queue=queue,
+            task_id=task_id,
+        )
+        sent.append({"cluster": cluster.name, "task_id": task_id, "queued": True})
+    return {"application": app_name, "revision": commit, "trigger": trigger, "targets": sent}
+
+
+@app.task(
+    name="reconciler.reconcile_target",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+)
+def reconcile_target(
+    self: Task,
+    app_name: str,
+    cluster_name: str,
+    trigger: str = Trigger.SCHEDULE.value,
+    revision: str | None = None,
+) -> dict[str, Any]:
+    """Reconcile one target under its lock and record the outcome."""
+    rt = runtime()
+    kind = Trigger(trigger)
+    forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
+    if forced and not self.request.retries:
+        rt.forced.clear_forced_pending(app_name, cluster_name)
+    # A scheduled run yields to whoever holds the target; a forced one waits its turn.
+    wait = SOFT_TIME_LIMIT / 2 if forced else 0.0
+    lock = TargetLock.for_target(
+        rt.client, rt.keys, app=app_name, cluster=cluster_name, ttl=LOCK_TTL, wait=wait
+    )
+    try:
+        with lock:
+            outcome = _run(rt, app_name, cluster_name, kind, revision)
+            if lock.lost:
+                outcome.errors.append(Problem("the target lock was lost during the run", True))
+                outcome.sync = SyncStatus.FAILED
+    except LockBusy:
+        if not forced:
+            skipped = {"application": app_name, "cluster": cluster_name, "trigger": trigger,
+                       "skipped": "busy"}  # fmt: skip
+            rt.metrics.observe(skipped)
+            return skipped
+        retry = self.retry(countdown=backoff(self.request.retries), max_retries=MAX_RETRIES * 4)
+        raise retry from None
+    data = outcome.to_dict()
+    data["attempt"] = self.request.retries + 1
+    rt.records.record(data)
+    rt.metrics.observe(data)
+    if outcome.retryable and self.request.retries < MAX_RETRIES:
+        delay = backoff(self.request.retries)
+        log.info("retrying %s/%s in %.1fs: %s", app_name, cluster_name, delay,
+                 outcome.errors[0].message)  # fmt: skip
+        raise self.retry(countdown=delay)
+    return data
+
+
+def _run(
+    rt: Runtime, app_name: str, cluster_name: str, kind: Trigger, revision: str | None
+) -> Outcome:
+    """The engine's run, with the process's fleet and caches; never raises our errors."""
+    try:
+        fleet = rt.fleet()
+        application = fleet.application(app_name)
+        if revision is None:
+            revision = rt.resolve(application.source, fresh=False)
+        return rt.engine.reconcile(
+            fleet, app_name, cluster_name, trigger=kind,
+            options=Options(revision=revision, fresh=False),
+        )  # fmt: skip
+    except ReconcilerError as exc:
+        return _failed(app_name, cluster_name, kind, revision, Problem(str(exc), exc.retryable))
+    except SoftTimeLimitExceeded:
+        problem = Problem(f"reconcile exceeded {SOFT_TIME_LIMIT:.0f}s", True)
+        return _failed(app_name, cluster_name, kind, revision, problem)
+
+
+def _failed(app_name: str, cluster_name: str, kind: Trigger, revision: str | None,
+            problem: Problem) -> Outcome:  # fmt: skip
+    outcome = Outcome(application=app_name, cluster=cluster_name, trigger=kind.value,
+                      started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      revision=revision)  # fmt: skip
+    outcome.errors.append(problem)
+    return outcome

@@ -1,0 +1,511 @@
+"""The HTTP face of the platform: Git push webhooks, Prometheus metrics and a health check.
+
+``reconciler webhook`` serves three routes:
+
+* ``POST /hooks/git`` turns an authenticated push into forced ``reconcile_app`` tasks for
+  the applications that follow the pushed branch or tag, so a merge deploys in seconds
+  instead of waiting for the next scheduled interval.  The route faces the internet: the
+  body is size-limited before it is read whole, authenticated before it is parsed
+  (:mod:`reconciler.webhook`), and a redelivery of the same delivery id is answered
+  without queueing anything twice.  Only application names and the trigger reach the
+  task (Flower shows task arguments to anyone); secrets and bodies are never logged.
+* ``GET /metrics`` is computed from Redis at scrape time (targets from the status index,
+  reconcile counters from :class:`ReconcileMetrics`, queue depths from the broker's
+  lists), so one scrape target sees the work of every worker process on every host.
+* ``GET /healthz`` answers 200 while Redis answers PING: without Redis nothing can be
+  queued, and a load balancer should send webhooks elsewhere.
+
+Redis, the fleet file and the broker are blocking clients; every call to them runs in a
+thread so one slow request never stalls the event loop for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from reconciler.config import Fleet, redact_url
+from reconciler.errors import ConfigError
+from reconciler.model import Health, SyncStatus
+from reconciler.outcome import Trigger
+from reconciler.store.keys import Keys
+from reconciler.store.metrics import ReconcileMetrics
+from reconciler.store.records import Records
+from reconciler.webhook import (
+    MAX_BODY_BYTES,
+    Provider,
+    PushEvent,
+    WebhookError,
+    WebhookTooLarge,
+    matching_applications,
+    parse,
+    verify,
+)
+from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
+from workers.runtime import FleetFile, fleet_path
+
+__all__ = ["WebhookSecrets", "make_app", "run"]
+
+log = logging.getLogger("reconciler.webhook")
+
+#: Seconds a delivery id is remembered: providers redeliver within hours, not days.
+SEEN_TTL = 24 * 3600
+#: Environment variables holding each provider's secret.
+GITHUB_SECRET_ENV = "RECONCILER_WEBHOOK_GITHUB_SECRET"
+GITLAB_TOKEN_ENV = "RECONCILER_WEBHOOK_GITLAB_TOKEN"
+PLAIN_TOKEN_ENV = "RECONCILER_WEBHOOK_TOKEN"
+#: kombu's Redis transport keeps a message with a priority other than 0 in a list named
+#: ``<queue><separator><priority>``; its depth belongs to ``<queue>``.
+_PRIORITY_SEPARATOR = "\x06\x16"
+#: Longest event name echoed back in an ``ignored`` answer.
+_EVENT_CHARS = 64
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    """Each provider's secret; None when that provider is not accepted.
+
+    Fields are left out of ``repr`` so that logging or printing the object, or a
+    traceback showing it, never reveals a secret.
+    """
+
+    github_secret: str | None = field(default=None, repr=False)
+    gitlab_token: str | None = field(default=None, repr=False)
+    plain_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WebhookSecrets:
+        """Secrets from ``RECONCILER_WEBHOOK_{GITHUB_SECRET,GITLAB_TOKEN,TOKEN}``.
+
+        An empty variable counts as unset, so ``FOO=`` in a compose file disables a
+        provider instead of configuring an empty key.
+        """
+        env = os.environ if environ is None else environ
+        return cls(
+            github_secret=env.get(GITHUB_SECRET_ENV) or None,
+            gitlab_token=env.get(GITLAB_TOKEN_ENV) or None,
+            plain_token=env.get(PLAIN_TOKEN_ENV) or None,
+        )
+
+    def providers(self) -> list[str]:
+        """Names of the providers with a secret (for a startup log line, never values)."""
+        named = {
+            Provider.GITHUB.value: self.github_secret,
+            Provider.GITLAB.value: self.gitlab_token,
+            Provider.PLAIN.value: self.plain_token,
+        }
+        return [name for name, secret in named.items() if secret]
+
+
+def _default_enqueue(app_name: str) -> str:
+    """Queue a forced, fresh ``reconcile_app``: a push means the cached revision is stale."""
+    from workers.dispatch import enqueue_app  # noqa: PLC0415 - Celery only when used
+
+    return str(enqueue_app(app_name, trigger=Trigger.WEBHOOK, fresh=True).id)
+
+
+# --------------------------------------------------------------------------------------
+# Deliveries
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: dict[str, Any]
+
+
+class _Deliveries:
+    """Everything after the body is read: the blocking part of ``POST /hooks/git``."""
+
+    def __init__(
+        self,
+        *,
+        fleet: FleetFile,
+        client: redis.Redis,
+        keys: Keys,
+        secrets: WebhookSecrets,
+        enqueue: Callable[[str], str],
+    ) -> None:
+        self.fleet = fleet
+        self.client = client
+        self.keys = keys
+        self.secrets = secrets
+        self.enqueue = enqueue
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> _Answer:
+        """Authenticate, parse, dedupe and queue; every refusal is an answer, not a raise."""
+        try:
+            provider = verify(
+                headers,
+                body,
+                github_secret=self.secrets.github_secret,
+                gitlab_token=self.secrets.gitlab_token,
+                plain_token=self.secrets.plain_token,
+            )
+            event = parse(provider, headers, body)
+        except WebhookError as exc:
+            # The messages of reconciler.webhook never hold a secret or the body.
+            log.warning("webhook refused (%d): %s", exc.status, exc)
+            return _Answer(exc.status, {"error": str(exc)})
+        if event is None:
+            ignored = _event_name(headers)
+            log.info("webhook %s: %s event ignored", provider.value, ignored)
+            return _Answer(200, {"ignored": ignored})
+        return self._push(provider, event)
+
+    def _push(self, provider: Provider, event: PushEvent) -> _Answer:
+        where = (
+            f"webhook {provider.value} delivery={event.delivery or '-'} "
+            f"repo={redact_url(event.repo_urls[0])} ref={event.ref}"
+        )
+        try:
+            fleet = self.fleet.get()
+        except ConfigError as exc:
+            # Nothing is queued from an invalid fleet file; the provider may redeliver
+            # once it is fixed, so the delivery is not marked as seen.
+            log.error("%s: fleet file invalid: %s", where, exc)
+            return _Answer(503, {"error": str(exc)})
+        seen = self.keys.webhook_seen(event.delivery) if event.delivery else None
+        try:
+            if seen is not None and not self.client.set(seen, 1, nx=True, ex=SEEN_TTL):
+                log.info("%s: duplicate delivery, nothing queued", where)
+                return _Answer(200, {"duplicate": True})
+            matched = matching_applications(fleet, event)
+            suspended = self._suspended(fleet, matched)
+            wanted = [name for name in matched if name not in suspended]
+            tasks = {name: self.enqueue(name) for name in wanted}
+        except (redis.RedisError, OSError) as exc:
+            # Forget the delivery so the provider's redelivery queues it again: a task
+            # queued twice is harmless (forced syncs of a target are joined), a lost
+            # push is not.
+            self._forget(seen)
+            log.error("%s: cannot queue: %s", where, type(exc).__name__)
+            return _Answer(503, {"error": f"cannot reach Redis: {type(exc).__name__}"})
+        except Exception:
+            self._forget(seen)
+            raise
+        log.info(
+            "%s%s: queued [%s]%s",
+            where,
+            " (deleted)" if event.deleted else "",
+            ", ".join(wanted),
+            f", suspended [{', '.join(sorted(suspended))}]" if suspended else "",
+        )
+        answer: dict[str, Any] = {"applications": wanted}
+        if suspended:
+            answer["suspended"] = [name for name in matched if name in suspended]
+        if not wanted:
+            return _Answer(200, answer)
+        answer["tasks"] = tasks
+        return _Answer(202, answer)
+
+    def _suspended(self, fleet: Fleet, names: list[str]) -> set[str]:
+        """Applications among ``names`` suspended in the fleet file or by ``suspend``.
+
+        A push must not deploy what an operator suspended; ``reconcile_app`` only checks
+        suspension for scheduled runs, so the webhook checks it before queueing.
+        """
+        if not names:
+            return set()
+        flags = self.client.smismember(self.keys.suspended(), names)
+        return {
+            name
+            for name, flag in zip(names, flags, strict=True)
+            if flag or fleet.application(name).sync.suspended
+        }
+
+    def _forget(self, seen: str | None) -> None:
+        if seen is None:
+            return
+        try:
+            self.client.delete(seen)
+        except (redis.RedisError, OSError):
+            log.warning("cannot forget webhook delivery %s; a redelivery will be ignored", seen)
+
+
+def _event_name(headers: Mapping[str, str]) -> str:
+    """The provider's event name (``ping``, ``issues``...), trimmed for echoing back."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    name = lowered.get("x-github-event") or lowered.get("x-gitlab-event") or "event"
+    printable = "".join(ch for ch in name.strip() if ch.isprintable())
+    return printable[:_EVENT_CHARS] or "event"
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with WebhookTooLarge as soon as it passes ``limit``.
+
+    A declared Content-Length over the limit is refused before reading anything; a
+    chunked body is read only up to one byte past the limit.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise WebhookTooLarge(f"webhook body is {declared} bytes, over the {limit} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(min(64 * 1024, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise WebhookTooLarge(f"webhook body is over the {limit} byte limit")
+
+
+# --------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------
+
+
+class RedisCollector(Collector):
+    """Prometheus metrics read from Redis at each scrape (nothing cached in the process)."""
+
+    def __init__(self, *, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.records = Records(client, keys)
+        self.metrics = ReconcileMetrics(client, keys)
+
+    def collect(self) -> Iterator[Metric]:
+        """Targets, reconcile counters and queue depths, as they are now."""
+        yield from self._targets()
+        yield from self._reconciles()
+        yield self._queue_depths()
+
+    def _targets(self) -> Iterable[Metric]:
+        labels = ["application", "cluster"]
+        status = GaugeMetricFamily(
+            "reconciler_target_status",
+            "1 for each target, labelled with the sync and health of its last run.",
+            labels=[*labels, "sync", "health"],
+        )
+        drift = GaugeMetricFamily(
+            "reconciler_target_drift",
+            "Objects that differed from Git in the last run.",
+            labels=labels,
+        )
+        synced = GaugeMetricFamily(
+            "reconciler_target_synced",
+            "1 when the last run left the target Synced.",
+            labels=labels,
+        )
+        healthy = GaugeMetricFamily(
+            "reconciler_target_healthy",
+            "1 when the target was Healthy after its last run.",
+            labels=labels,
+        )
+        last_run = GaugeMetricFamily(
+            "reconciler_target_last_run_timestamp_seconds",
+            "Unix time the target's last run finished.",
+            labels=labels,
+        )
+        for entry in self.records.status():
+            target = [str(entry.get("application", "")), str(entry.get("cluster", ""))]
+            sync, health = str(entry.get("sync", "")), str(entry.get("health", ""))
+            status.add_metric([*target, sync, health], 1)
+            drift.add_metric(target, _number(entry.get("drift_count")))
+            synced.add_metric(target, 1 if sync == SyncStatus.SYNCED.value else 0)
+            healthy.add_metric(target, 1 if health == Health.HEALTHY.value else 0)
+            finished = _timestamp(entry.get("finished"))
+            if finished is not None:
+                last_run.add_metric(target, finished)
+        return [status, drift, synced, healthy, last_run]
+
+    def _reconciles(self) -> Iterable[Metric]:
+        snapshot = self.metrics.snapshot()
+        total = CounterMetricFamily(
+            "reconciler_reconciles",
+            "Finished target reconciles, by result (sync status, or skipped).",
+            labels=["result"],
+        )
+        for result, count in snapshot.reconciles.items():
+            total.add_metric([result], count)
+        duration = HistogramMetricFamily(
+            "reconciler_reconcile_duration_seconds", "Seconds each target reconcile ran."
+        )
+        duration.add_metric(
+            [],
+            buckets=[(_le(bound), count) for bound, count in snapshot.buckets],
+            sum_value=snapshot.duration_sum,
+        )
+        return [total, duration]
+
+    def _queue_depths(self) -> Metric:
+        depth = GaugeMetricFamily(
+            "reconciler_queue_depth",
+            "Messages waiting in each Celery queue (forced work is taken first).",
+            labels=["queue"],
+        )
+        for queue, length in sorted(queue_depths(self.client, self.keys).items()):
+            depth.add_metric([queue], length)
+        return depth
+
+
+def queue_depths(client: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Messages waiting per queue: LLEN of kombu's list ``<celery prefix><queue>``.
+
+    The two shared queues are always reported (0 when empty: kombu deletes an empty
+    list); routed queues (``reconciler-forced.<label>``) are found by SCAN.  Keys that are
+    not lists (results, bindings) are skipped, and priority sub-lists count towards their
+    queue.
+    """
+    prefix = keys.celery()
+    names = {FORCED_QUEUE, SCHEDULED_QUEUE}
+    for raw in client.scan_iter(match=f"{prefix}reconciler-*", count=1000, _type="list"):
+        key = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        names.add(key.removeprefix(prefix))
+    depths: dict[str, int] = {}
+    ordered = sorted(names)
+    pipe = client.pipeline(transaction=False)
+    for name in ordered:
+        pipe.llen(prefix + name)
+    for name, length in zip(ordered, pipe.execute(), strict=True):
+        queue = name.partition(_PRIORITY_SEPARATOR)[0]
+        depths[queue] = depths.get(queue, 0) + int(length)
+    return depths
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def _timestamp(value: object) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as Prometheus spells it: ``+Inf``, ``0.05``, ``1.0``."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+# --------------------------------------------------------------------------------------
+# The application
+# --------------------------------------------------------------------------------------
+
+
+def make_app(
+    *,
+    fleet: FleetFile,
+    client: redis.Redis,
+    keys: Keys,
+    secrets: WebhookSecrets,
+    enqueue: Callable[[str], str] | None = None,
+) -> web.Application:
+    """The aiohttp application serving ``/hooks/git``, ``/metrics`` and ``/healthz``.
+
+    ``enqueue`` queues one application's reconcile and returns its task id; the default
+    sends a forced, fresh ``reconcile_app`` through Celery.  Tests inject one to count
+    calls without a broker consumer.  ``client`` is not closed here: the caller owns it.
+    """
+    deliveries = _Deliveries(
+        fleet=fleet,
+        client=client,
+        keys=keys,
+        secrets=secrets,
+        enqueue=enqueue or _default_enqueue,
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(client=client, keys=keys))
+
+    async def hook(request: web.Request) -> web.Response:
+        try:
+            body = await _read_body(request, MAX_BODY_BYTES)
+        except WebhookTooLarge as exc:
+            log.warning("webhook refused (%d): %s", exc.status, exc)
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        answer = await asyncio.to_thread(deliveries.handle, dict(request.headers), body)
+        return web.json_response(answer.body, status=answer.status)
+
+    async def metrics(_: web.Request) -> web.Response:
+        try:
+            text = await asyncio.to_thread(generate_latest, registry)
+        except (redis.RedisError, OSError) as exc:
+            log.error("metrics: cannot read Redis: %s", type(exc).__name__)
+            return web.Response(status=503, text=f"cannot reach Redis: {type(exc).__name__}\n")
+        response = web.Response(body=text)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def healthz(_: web.Request) -> web.Response:
+        try:
+            alive = bool(await asyncio.to_thread(client.ping))
+        except (redis.RedisError, OSError):
+            alive = False
+        if alive:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="redis unavailable\n")
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.router.add_post("/hooks/git", hook)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def run(*, host: str, port: int) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM (configuration from the environment).
+
+    ``REDIS_URL``, ``RECONCILER_REDIS_PREFIX``, ``RECONCILER_CONFIG`` and the webhook
+    secrets are read once here; the fleet file itself is re-read whenever it changes.
+    Raises ConfigError before listening when ``RECONCILER_CONFIG`` is not set.
+    """
+    secrets = WebhookSecrets.from_env()
+    fleet = FleetFile(fleet_path())
+    client = redis.Redis.from_url(
+        redis_url(), socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+    providers = secrets.providers()
+    if providers:
+        log.info("webhook providers enabled: %s", ", ".join(providers))
+    else:
+        log.warning(
+            "no webhook secret configured (%s, %s, %s): every push will be refused",
+            GITHUB_SECRET_ENV,
+            GITLAB_TOKEN_ENV,
+            PLAIN_TOKEN_ENV,
+        )
+    app = make_app(fleet=fleet, client=client, keys=Keys(), secrets=secrets)
+
+    async def close_client(_: web.Application) -> None:
+        await asyncio.to_thread(client.close)
+
+    app.on_cleanup.append(close_client)
+    # run_app turns SIGINT and SIGTERM into a graceful shutdown: it stops accepting,
+    # lets in-flight requests finish (up to shutdown_timeout) and runs on_cleanup.
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        handle_signals=True,
+        shutdown_timeout=10.0,
+        access_log=None,
+        print=lambda message: log.info("%s", str(message).strip()),
+    )
