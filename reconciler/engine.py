@@ -44,7 +44,7 @@ from reconciler.model import (
     group_of,
 )
 from reconciler.order import phases, sort_for_prune
-from reconciler.outcome import Change, Drift, Outcome, Problem, Trigger
+from reconciler.outcome import Change, Drift, Outcome, Problem, Trigger, timestamp
 from reconciler.render import RenderedObject, finalize, render
 from reconciler.source import GitSource
 
@@ -145,7 +145,7 @@ class Engine:
             application=app.name,
             cluster=cluster.name,
             trigger=trigger.value,
-            started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            started=timestamp(datetime.now(UTC)),
             dry_run=options.dry_run,
         )
         run = _Run(app, cluster, trigger, options, outcome)

@@ -9,10 +9,20 @@ declare, so Secret data is masked before it gets here).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from reconciler.model import Action, Health, SyncStatus
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds (``2026-11-26T04:30:10.123Z``), as outcomes carry.
+
+    Milliseconds matter: a pass that starts and ends within one second must still be
+    ordered against the runs before and after it.
+    """
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Trigger(StrEnum):

@@ -90,11 +90,13 @@ class Runtime:
     def resolve(self, source: Source, *, fresh: bool) -> str:
         """The commit of ``source``: fetched at most once per TTL across all workers."""
         git = self.engine.source
+
+        def fetch_and_resolve() -> str:
+            self.client.incr(self.keys.metrics_git_fetches())
+            return git.resolve(source.repo, source.revision, fetch=True)
+
         return self.revisions.resolve(
-            source.repo,
-            source.revision,
-            lambda: git.resolve(source.repo, source.revision, fetch=True),
-            fresh=fresh,
+            source.repo, source.revision, fetch_and_resolve, fresh=fresh
         )
 
     def render(self, source: Source, commit: str, path: str) -> list[RenderedObject]:

@@ -26,7 +26,7 @@ from celery.signals import worker_process_init
 from reconciler.engine import Options
 from reconciler.errors import LockBusy, ReconcilerError
 from reconciler.model import SyncStatus
-from reconciler.outcome import Outcome, Problem, Trigger
+from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.store.lock import TargetLock
 from workers.app import SOFT_TIME_LIMIT, app, queue_for, route_label
 from workers.runtime import Runtime, render_key, reset_runtime, runtime
@@ -185,7 +185,7 @@ def _run(
 def _failed(app_name: str, cluster_name: str, kind: Trigger, revision: str | None,
             problem: Problem) -> Outcome:  # fmt: skip
     outcome = Outcome(application=app_name, cluster=cluster_name, trigger=kind.value,
-                      started=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      started=timestamp(datetime.now(UTC)),
                       revision=revision)  # fmt: skip
     outcome.errors.append(problem)
     return outcome

@@ -351,7 +351,14 @@ class RedisCollector(Collector):
             buckets=[(_le(bound), count) for bound, count in snapshot.buckets],
             sum_value=snapshot.duration_sum,
         )
-        return [total, duration]
+        fetches = CounterMetricFamily(
+            "reconciler_git_fetches",
+            "Git fetches by every worker (one per repository per commit, however many "
+            "applications use it).",
+        )
+        raw = self.client.get(self.keys.metrics_git_fetches())
+        fetches.add_metric([], float(raw or 0))
+        return [total, duration, fetches]
 
     def _queue_depths(self) -> Metric:
         depth = GaugeMetricFamily(

@@ -172,6 +172,10 @@ class Keys:
         """Hash: number of reconciles per result (Synced, OutOfSync, Failed, skipped)."""
         return f"{self.prefix}metrics:reconciles"
 
+    def metrics_git_fetches(self) -> str:
+        """String: Git fetches made by every worker (single-flight keeps it per commit)."""
+        return f"{self.prefix}metrics:git_fetches"
+
     def metrics_duration(self) -> str:
         """Hash: reconcile duration histogram buckets, sum and count."""
         return f"{self.prefix}metrics:duration"
