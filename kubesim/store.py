@@ -405,13 +405,7 @@ class Cluster:
         old = self.store_of(rt).get((ns, name))
         if old is None:
             raise not_found(rt.plural, rt.group, name)
-        rv = meta.get("resourceVersion")
-        if rv and rv != old["metadata"]["resourceVersion"]:
-            raise conflict(
-                rt.plural, rt.group, name,
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            )  # fmt: skip
+        _check_fresh(rt, name, meta, old)
         return self._write(rt, (ns, name), old, new, opts, apply=False)
 
     def patch(
@@ -453,13 +447,7 @@ class Cluster:
         meta = new["metadata"]
         if meta.get("name") != name or (rt.namespaced and meta.get("namespace") != ns):
             raise bad_request("metadata.name and metadata.namespace cannot be changed by a patch")
-        rv = meta.get("resourceVersion")
-        if rv and rv != old["metadata"]["resourceVersion"]:
-            raise conflict(
-                rt.plural, rt.group, name,
-                "the object has been modified; please apply your changes to the latest "
-                "version and try again",
-            )  # fmt: skip
+        _check_fresh(rt, name, meta, old)
         return self._write(rt, (ns, name), old, new, opts, apply=False)
 
     def _apply(
@@ -811,6 +799,17 @@ class Cluster:
         for ns_obj in list(ns_store.select(None, None)):
             if ns_obj["metadata"].get("deletionTimestamp"):
                 self._delete_namespace(ns_store.rt, ns_obj)
+
+
+def _check_fresh(rt: ResourceType, name: str, meta: Obj, old: Obj) -> None:
+    """Optimistic concurrency: a resourceVersion in the body must be the current one."""
+    rv = meta.get("resourceVersion")
+    if rv and rv != old["metadata"]["resourceVersion"]:
+        raise conflict(
+            rt.plural, rt.group, name,
+            "the object has been modified; please apply your changes to the latest "
+            "version and try again",
+        )  # fmt: skip
 
 
 def _check_name(meta: Obj, name: str) -> None:

@@ -215,11 +215,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="fleet file (default: $RECONCILER_CONFIG)", metavar="FILE")
 
 
-def _add_output(parser: argparse.ArgumentParser) -> None:
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
 
 
@@ -251,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 2 when the fleet file or a manifest is invalid, 1 when a source or "
         "cluster cannot be reached.",
     )
-    _add_config(validate)
-    _add_output(validate)
+    add_config_argument(validate)
+    add_output_argument(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     reconcile = sub.add_parser(
@@ -261,13 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reconcile APP on each cluster it targets (or the --cluster ones), in "
         "this process. Exit 1 if any target failed.",
     )
-    _add_config(reconcile)
+    add_config_argument(reconcile)
     reconcile.add_argument("app", metavar="APP")
     reconcile.add_argument("--cluster", action="append", metavar="NAME",
                            help="only this cluster (repeatable)")  # fmt: skip
     reconcile.add_argument("--dry-run", action="store_true",
                            help="detect and report drift, write nothing")  # fmt: skip
-    _add_output(reconcile)
+    add_output_argument(reconcile)
     reconcile.set_defaults(handler=_cmd_reconcile)
 
     diff = sub.add_parser(
@@ -276,10 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print what differs between Git and the cluster for APP on one cluster, "
         "as kubectl diff does: exit 0 when there is no drift, 1 when there is.",
     )
-    _add_config(diff)
+    add_config_argument(diff)
     diff.add_argument("app", metavar="APP")
     diff.add_argument("--cluster", action="append", required=True, metavar="NAME")
-    _add_output(diff)
+    add_output_argument(diff)
     diff.set_defaults(handler=_cmd_diff)
 
     from reconciler.cli_runtime import add_parsers  # noqa: PLC0415

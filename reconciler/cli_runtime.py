@@ -268,13 +268,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any) -> None:
     """Register the runtime subcommands on the main parser's subparsers."""
-
-    def config(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--config", metavar="FILE",
-                            help="fleet file (default: $RECONCILER_CONFIG)")  # fmt: skip
-
-    def output(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    from reconciler.cli import add_config_argument as config  # noqa: PLC0415
+    from reconciler.cli import add_output_argument as output  # noqa: PLC0415
 
     worker = sub.add_parser("worker", help="run a Celery worker that reconciles targets")
     config(worker)

@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.errors import ConfigError
-from reconciler.model import ObjectKey
+from reconciler.model import ObjectKey, type_name
 from reconciler.yamlio import dump, load_documents
 
 __all__ = [
@@ -663,20 +663,6 @@ def _segment(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_./-]{1,63}", key) else _q(key)
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a map"
-    return type(value).__name__
 
 
 def _suggestion(word: str, options: Iterable[str]) -> str:
@@ -738,7 +724,7 @@ def _parse_duration(value: object) -> float:
     """Go-style durations (``30s``, ``5m``, ``1h30m``) or a number of seconds."""
     seconds: float
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Invalid(f"expected a duration such as 30s, 5m or 1h, got {_kind(value)}")
+        raise _Invalid(f"expected a duration such as 30s, 5m or 1h, got {type_name(value)}")
     if isinstance(value, int):
         seconds = float(value) if abs(value) < 10**18 else math.inf
     elif isinstance(value, float):
@@ -818,7 +804,7 @@ class _Parser:
     ) -> dict[str, Any] | None:
         """``value`` if it is a map, reporting its unknown keys; None (reported) if not."""
         if not isinstance(value, dict):
-            self.error(entry, where, f"expected a map, got {_kind(value)}")
+            self.error(entry, where, f"expected a map, got {type_name(value)}")
             return None
         for key in value:
             if key not in known:
@@ -831,7 +817,7 @@ class _Parser:
         if value is None:
             return []
         if not isinstance(value, list):
-            self.error(entry, where, f"expected a list, got {_kind(value)}")
+            self.error(entry, where, f"expected a list, got {type_name(value)}")
             return []
         return value
 
@@ -845,7 +831,7 @@ class _Parser:
             return None
         if not isinstance(value, str):
             hint = f" (quote it: {_q(value)})" if isinstance(value, int | float) else ""
-            self.error(entry, where, f"expected a string, got {_kind(value)}{hint}")
+            self.error(entry, where, f"expected a string, got {type_name(value)}{hint}")
             return None
         if _CONTROL.search(value):
             self.error(entry, where, f"{_q(value)}: control characters are not allowed")
@@ -870,7 +856,7 @@ class _Parser:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.error(entry, where, f"expected a map of labels, got {_kind(value)}")
+            self.error(entry, where, f"expected a map of labels, got {type_name(value)}")
             return None
         out: dict[str, str] = {}
         ok = True
@@ -885,7 +871,7 @@ class _Parser:
                 hint = ""
                 if isinstance(raw, bool | int | float):
                     hint = f" (quote it: {_q(str(raw).lower() if isinstance(raw, bool) else raw)})"
-                self.error(entry, path, f"expected a string, got {_kind(raw)}{hint}")
+                self.error(entry, path, f"expected a string, got {type_name(raw)}{hint}")
                 ok = False
                 continue
             problem = _label_value_problem(raw)
@@ -899,7 +885,7 @@ class _Parser:
     def boolean(self, value: object, *, entry: str, where: str) -> bool | None:
         if isinstance(value, bool):
             return value
-        self.error(entry, where, f"expected true or false, got {_kind(value)}")
+        self.error(entry, where, f"expected true or false, got {type_name(value)}")
         return None
 
     # -- the document ----------------------------------------------------------------
@@ -908,7 +894,8 @@ class _Parser:
         root = self.mapping(data, entry="", where="", known=_TOP_FIELDS)
         if root is None:
             raise ConfigError(
-                f"{self.source}: expected a map with clusters and applications, got {_kind(data)}"
+                f"{self.source}: expected a map with clusters and applications, "
+                f"got {type_name(data)}"
             )
         sync_defaults = self.defaults(root.get("defaults"))
         clusters, names_seen = self.clusters(root.get("clusters"))
@@ -1078,7 +1065,7 @@ class _Parser:
                 entry,
                 where,
                 f"expected a map (labels to match, or matchLabels/matchExpressions/names), "
-                f"got {_kind(value)}",
+                f"got {type_name(value)}",
             )
             return None
         if not value.keys() & set(_SELECTOR_FIELDS):

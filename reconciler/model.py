@@ -24,6 +24,26 @@ SYNC_WAVE_ANNOTATIONS = ("reconciler.dev/sync-wave", "argocd.argoproj.io/sync-wa
 Manifest = dict[str, Any]
 
 
+def type_name(value: object, *, json_terms: bool = False) -> str:
+    """What a value is, for messages about wrong input: "a map", "a list", "a number"…
+
+    ``json_terms`` says "an object" and "an array", for JSON payloads (webhooks).
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array" if json_terms else "a list"
+    if isinstance(value, dict):
+        return "an object" if json_terms else "a map"
+    return type(value).__name__
+
+
 def group_of(api_version: str) -> str:
     """``apps/v1`` -> ``apps``; ``v1`` -> ``""`` (the core group)."""
     return api_version.rpartition("/")[0]

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs
 
 from reconciler.config import Fleet, redact_url
 from reconciler.errors import PermanentError
+from reconciler.model import type_name
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -439,7 +440,7 @@ def _load_object(body: bytes, *, where: str) -> dict[str, Any]:
         # ValueError covers JSONDecodeError and integers too long to convert.
         raise WebhookMalformed(f"{where}: the body is not valid JSON") from exc
     if not isinstance(data, dict):
-        raise WebhookMalformed(f"{where}: expected a JSON object, got {_kind(data)}")
+        raise WebhookMalformed(f"{where}: expected a JSON object, got {_json_type(data)}")
     return data
 
 
@@ -447,7 +448,7 @@ def _mapping(value: object, *, where: str) -> dict[str, Any]:
     if value is None:
         raise WebhookMalformed(f"{where}: required")
     if not isinstance(value, dict):
-        raise WebhookMalformed(f"{where}: expected an object, got {_kind(value)}")
+        raise WebhookMalformed(f"{where}: expected an object, got {_json_type(value)}")
     return value
 
 
@@ -476,7 +477,7 @@ def _optional_text(value: object, *, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise WebhookMalformed(f"{where}: expected a string, got {_kind(value)}")
+        raise WebhookMalformed(f"{where}: expected a string, got {_json_type(value)}")
     if not value.strip():
         raise WebhookMalformed(f"{where}: must not be empty")
     if len(value) > MAX_FIELD_CHARS:
@@ -490,24 +491,10 @@ def _boolean(value: object, *, where: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise WebhookMalformed(f"{where}: expected true or false, got {_kind(value)}")
+        raise WebhookMalformed(f"{where}: expected true or false, got {_json_type(value)}")
     return value
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _shown(value: str) -> str:
@@ -630,3 +617,7 @@ def matching_applications(fleet: Fleet, event: PushEvent) -> list[str]:
         and _COMMIT.fullmatch(app.source.revision.lower()) is None
         and normalise_repo(app.source.repo) in repos
     ]
+
+
+def _json_type(value: object) -> str:
+    return type_name(value, json_terms=True)
