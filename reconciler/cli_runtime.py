@@ -148,7 +148,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         else:
             print_table(["CLUSTER", "TASK", "STATE"], queued)
         return 0
+    asked = datetime.now(UTC)
     outcomes = wait_for_targets(targets, timeout=args.timeout)
+    _last_attempts(application.name, outcomes, since=asked)
     if args.output == "json":
         print_json([o if o else {"cluster": c, "sync": "Unknown", "error": "timed out"}
                     for c, o in outcomes.items()])  # fmt: skip
@@ -165,6 +167,29 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print_table(["CLUSTER", "REVISION", "SYNC", "HEALTH", "DRIFT", "ERROR"], rows)
     ok = all(o is not None and o.get("sync") == "Synced" for o in outcomes.values())
     return 0 if ok else 1
+
+
+def _last_attempts(
+    app: str, outcomes: dict[str, dict[str, Any] | None], *, since: datetime
+) -> None:
+    """For targets still retrying at the deadline, the attempt their history recorded."""
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+    from reconciler.store.records import Records  # noqa: PLC0415
+
+    missing = [cluster for cluster, outcome in outcomes.items() if outcome is None]
+    if not missing:
+        return
+    records = Records(redis_client(), Keys())
+    for cluster in missing:
+        latest = records.history(app, cluster, n=1)
+        if not latest:
+            continue
+        try:
+            started = datetime.fromisoformat(str(latest[0].get("started")))
+        except ValueError:
+            continue
+        if started >= since.replace(microsecond=0):
+            outcomes[cluster] = {**latest[0], "note": "still retrying: last attempt shown"}
 
 
 def _age(finished: str) -> str:

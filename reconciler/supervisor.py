@@ -147,6 +147,7 @@ def up(options: UpOptions) -> int:
                 child.start(env)
             _banner(options, fleet, redis_url, embedded=embedded,
                     flower_auth_file=flower_auth_file, children=children)  # fmt: skip
+            _first_pass(fleet, env)
             return _watch(options, fleet, env, children)
     except Stop:
         print("\nstopping…", flush=True)
@@ -156,6 +157,20 @@ def up(options: UpOptions) -> int:
             child.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _first_pass(fleet: Fleet, env: dict[str, str]) -> None:
+    """Queue one run of every application now, so a fresh stack does not wait for the
+    schedule's spread-out first runs (up to one interval) before showing anything."""
+    from reconciler.outcome import Trigger  # noqa: PLC0415
+    from workers.app import app, reconfigure  # noqa: PLC0415
+
+    reconfigure(app, url=env["REDIS_URL"], prefix=env.get("RECONCILER_REDIS_PREFIX") or
+                "reconciler:")  # fmt: skip
+    from workers.dispatch import enqueue_app  # noqa: PLC0415
+
+    for application in fleet.applications:
+        enqueue_app(application.name, trigger=Trigger.SCHEDULE)
 
 
 def _flower_credentials(options: UpOptions, env: dict[str, str]) -> Path | None:

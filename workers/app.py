@@ -82,6 +82,10 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
     """Every Celery and RedBeat setting, for one Redis and key prefix."""
     transport = {
         "visibility_timeout": int(VISIBILITY_TIMEOUT),
+        # Look for tasks whose worker died at least four times per visibility timeout
+        # (kombu's default sweep is every 10 s x 10 = 100 s, far later than the timeout).
+        "unacked_restore_interval": max(1, min(10, int(VISIBILITY_TIMEOUT) // 4)),
+        "unacked_restore_throttle": 1,
         "queue_order_strategy": "sorted",
         "global_keyprefix": keys.celery(),
     }
@@ -113,7 +117,8 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
         redbeat_redis_url=url,
         redbeat_redis_options={"health_check_interval": 30},
         redbeat_key_prefix=keys.redbeat(),
-        redbeat_lock_timeout=30,
+        # Seconds a dead beat keeps the schedule locked before a standby beat takes over.
+        redbeat_lock_timeout=int(os.environ.get("RECONCILER_BEAT_LOCK_TIMEOUT", "30")),
         beat_max_loop_interval=5,
         timezone="UTC",
     )

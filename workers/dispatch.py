@@ -57,7 +57,8 @@ def wait_for_targets(
     """Each target's final outcome (None when it did not finish within ``timeout``).
 
     A target task that is being retried is not final: its last state is RETRY, and the
-    retried task keeps the same id, so waiting on the id follows it to the end.
+    retried task keeps the same id, so waiting on the id follows it to the end.  The
+    caller can show the last recorded attempt of a target still retrying at the deadline.
     """
     deadline = time.monotonic() + timeout
     results: dict[str, dict[str, Any] | None] = {t.cluster: None for t in targets}
