@@ -44,7 +44,8 @@ DOCUMENTED = (
     "RECONCILER_GIT_TOKEN",
     "RECONCILER_GIT_SSH_KEY_FILE",
     "RECONCILER_WORKER_CONCURRENCY",
-    "RECONCILER_QUEUES",
+    "RECONCILER_ROUTE_LABEL",
+    "RECONCILER_ROUTES",
 )
 SECRET_NAME = re.compile(
     r"password|passwd|secret|token|basic_auth|credential|private_key|api_key", re.I

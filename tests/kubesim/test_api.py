@@ -278,3 +278,52 @@ def test_faults_errors_latency_and_down(sim: SimHandle, kubeconfig: str) -> None
     finally:
         sim.set_faults("sim-3", errorRate=0.0, down=False, latency=0.0)
         api.close()
+
+
+def test_status_subresource_is_separate_from_the_main_resource(
+    api_client: client.ApiClient, ns: str
+) -> None:
+    apps = client.AppsV1Api(api_client)
+    body = {
+        "metadata": {"name": "s"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "x:1"}]}}},
+        "status": {"replicas": 99},
+    }  # fmt: skip
+    created = apps.create_namespaced_deployment(ns, body)
+    assert created.status is None or created.status.replicas != 99  # reset on create
+    apps.patch_namespaced_deployment_status("s", ns, {"status": {"replicas": 7}})
+    # A main-resource write cannot change status; a status write cannot change spec.
+    apps.patch_namespaced_deployment("s", ns, {"spec": {"replicas": 2}, "status": {"replicas": 1}})
+    apps.patch_namespaced_deployment_status("s", ns, {"spec": {"replicas": 5}})
+    live = apps.read_namespaced_deployment("s", ns)
+    assert live.spec.replicas == 2
+    assert live.status.replicas in (7, 2)  # 2 once the simulated controller reported
+
+
+def test_update_dry_run_and_orphan_propagation(core: client.CoreV1Api, ns: str) -> None:
+    owner = core.create_namespaced_config_map(ns, cm("owner"))
+    dependent = cm("dep")
+    dependent["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    ]
+    core.create_namespaced_config_map(ns, dependent)
+    changed = core.read_namespaced_config_map("dep", ns)
+    changed.data = {"k": "dry"}
+    result = core.replace_namespaced_config_map("dep", ns, changed, dry_run="All")
+    assert result.data == {"k": "dry"}
+    assert core.read_namespaced_config_map("dep", ns).data == {"k": "v"}
+    core.delete_namespaced_config_map("owner", ns, propagation_policy="Orphan")
+    orphan = core.read_namespaced_config_map("dep", ns)
+    assert not orphan.metadata.owner_references
+
+
+def test_request_log_records_each_request(sim: SimHandle, core: client.CoreV1Api, ns: str) -> None:
+    sim.reset_requests("sim-1")
+    core.create_namespaced_config_map(ns, cm("logged"))
+    core.read_namespaced_config_map("logged", ns)
+    entries = sim.request_log("sim-1")
+    assert [(e["method"], e["status"]) for e in entries] == [("POST", 201), ("GET", 200)]
+    assert all(e["end"] >= e["start"] for e in entries)
+    assert entries[1]["path"].endswith(f"/namespaces/{ns}/configmaps/logged")
