@@ -193,3 +193,28 @@ def _epoch(value: str) -> float:
         return datetime.fromisoformat(value).timestamp()
     except ValueError:
         return 0.0
+
+
+def test_up_stops_every_child_on_sigterm(stack: Stack, tmp_path: Path) -> None:
+    env = {**stack.env, "RECONCILER_CONFIG": ""}
+    env.pop("KUBECONFIG", None)
+    workdir = tmp_path / "up"
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reconciler.cli", "up", "--demo", "--dir", str(workdir),
+             "--no-flower", "--webhook-port", str(free_port())],
+            env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+    try:
+        stack.wait_until(lambda: "every target" in log.read_text() or "Ctrl-C" in log.read_text(),
+                         timeout=60, what="the stack to start")  # fmt: skip
+        stack.wait_until(lambda: len(_processes_of(workdir)) >= 4, timeout=30,
+                         what="the children to run")  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert _processes_of(workdir) == [], log.read_text()
