@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,7 @@ from reconciler.model import APP_LABEL, MANAGED_BY_LABEL
 from reconciler.render import RenderedObject, finalize, render, render_plain
 from reconciler.render.kustomize import kubectl_binary
 from reconciler.source import GitSource
-
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
+from tests.gitrepo import git
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"
 
@@ -176,28 +166,20 @@ KUSTOMIZE_REPO = {
 }
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **_GIT_ENV}
-    result = subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    )
-    return result.stdout.strip()
-
-
 @pytest.fixture
 def kustomize_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "origin"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     for name, text in KUSTOMIZE_REPO.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "apps")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "apps")
     return repo
 
 
-def _render_from_git(tmp_path: Path, repo: Path, path: str) -> list[RenderedObject]:
+def _render_fromgit(tmp_path: Path, repo: Path, path: str) -> list[RenderedObject]:
     source = GitSource(tmp_path / "cache", timeout=30)
     url = str(repo)
     commit = source.resolve(url, "main")
@@ -211,7 +193,7 @@ def test_kubectl_found_next_to_python() -> None:
 
 
 def test_kustomize_overlay_from_git_commit(tmp_path: Path, kustomize_repo: Path) -> None:
-    objects = _render_from_git(tmp_path, kustomize_repo, "overlays/prod")
+    objects = _render_fromgit(tmp_path, kustomize_repo, "overlays/prod")
     by_name = {obj.manifest["metadata"]["name"]: obj for obj in objects}
     assert set(by_name) == {"prod-web", "prod-settings"}
     assert by_name["prod-web"].manifest["spec"]["replicas"] == 3
@@ -221,13 +203,13 @@ def test_kustomize_overlay_from_git_commit(tmp_path: Path, kustomize_repo: Path)
 
 
 def test_kustomize_base_alone(tmp_path: Path, kustomize_repo: Path) -> None:
-    objects = _render_from_git(tmp_path, kustomize_repo, "base")
+    objects = _render_fromgit(tmp_path, kustomize_repo, "base")
     assert sorted(_names(objects)) == ["settings", "web"]
 
 
 def test_kustomize_error_names_kustomization(tmp_path: Path, kustomize_repo: Path) -> None:
     with pytest.raises(RenderError) as err:
-        _render_from_git(tmp_path, kustomize_repo, "overlays/broken")
+        _render_fromgit(tmp_path, kustomize_repo, "overlays/broken")
     message = str(err.value)
     assert message.startswith("overlays/broken/kustomization.yaml: kustomize build failed:")
     assert "missing" in message

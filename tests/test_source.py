@@ -16,24 +16,7 @@ import pytest
 
 from reconciler.errors import SourceError, SourceUnavailable
 from reconciler.source import GitSource, check_path, default_cache_dir, redact_url
-
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run the git CLI in ``repo`` as a person would."""
-    env = {**os.environ, **_GIT_ENV}
-    result = subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    )
-    return result.stdout.strip()
+from tests.gitrepo import git
 
 
 def commit_files(repo: Path, files: dict[str, str], message: str = "change") -> str:

@@ -31,7 +31,7 @@ from kubernetes import client, config
 
 import kubesim
 from kubesim.runtime import SimHandle
-from tests.integration.conftest import GitRepo
+from tests.gitrepo import GitRepo
 from tests.kubesim.conftest import kubectl_binary
 
 T = TypeVar("T")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -16,39 +15,7 @@ import kubesim
 from kubesim.runtime import SimHandle
 from reconciler.config import Fleet, parse_fleet
 from reconciler.engine import Engine
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
-    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org",
-    "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "PATH": "/usr/bin:/bin",
-}  # fmt: skip
-
-
-@dataclass
-class GitRepo:
-    """A real repository on disk that tests write files to and commit."""
-
-    path: Path
-
-    def git(self, *args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=self.path, env=GIT_ENV, check=True, capture_output=True, text=True
-        ).stdout.strip()
-
-    def write(self, name: str, text: str) -> GitRepo:
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(text))
-        return self
-
-    def remove(self, name: str) -> GitRepo:
-        self.git("rm", "-q", "-r", name)
-        return self
-
-    def commit(self, message: str = "change") -> str:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-        return self.git("rev-parse", "HEAD")
+from tests.gitrepo import GitRepo
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from reconciler.store.keys import Keys
-from tests.integration.conftest import GitRepo
+from tests.gitrepo import GitRepo
 from workers import runtime as worker_runtime
 from workers.app import (
     FORCED_QUEUE,
