@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.schedules import schedule
 from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
@@ -26,6 +27,8 @@ from redbeat.schedulers import get_redis
 from reconciler.config import Application, Fleet
 from reconciler.errors import ConfigError
 from reconciler.outcome import Trigger
+from reconciler.store.keys import Keys
+from reconciler.store.records import Records
 from workers.app import queue_for
 from workers.runtime import FleetFile, fleet_path
 
@@ -96,6 +99,25 @@ def sync_schedule(
     return counts
 
 
+def forget_departed_targets(client: redis.Redis, keys: Keys, fleet: Fleet) -> int:
+    """Drop status and history of targets no longer in the fleet; returns how many.
+
+    Their objects stay in the clusters: leaving the fleet file is not a request to delete
+    an application's workloads (delete its manifests from Git for that).
+    """
+    records = Records(client, keys)
+    current = {(app.name, cluster.name) for app in fleet.applications
+               for cluster in fleet.targets(app)}  # fmt: skip
+    departed = [
+        (str(entry.get("application")), str(entry.get("cluster")))
+        for entry in records.status()
+        if (entry.get("application"), entry.get("cluster")) not in current
+    ]
+    for app, cluster in departed:
+        records.forget(app, cluster)
+    return len(departed)
+
+
 class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
     """RedBeat, plus keeping the entries in step with the fleet file while holding the lock."""
 
@@ -124,6 +146,7 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
             return
         fingerprint = fleet.fingerprint()
         counts = sync_schedule(self.app, fleet)
+        counts["forgotten"] = forget_departed_targets(get_redis(self.app), Keys(), fleet)
         if fingerprint != self._last_fingerprint or any(counts.values()):
             log.info("schedule in step with %s (%s applications): %s", fleet.path,
                      len(fleet.applications), counts)  # fmt: skip

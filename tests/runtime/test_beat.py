@@ -7,13 +7,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf, get_redis
 
-from beat.scheduler import entry_name, jitter_fraction, sync_schedule
+from beat.scheduler import entry_name, forget_departed_targets, jitter_fraction, sync_schedule
 from reconciler.config import Fleet, parse_fleet
 from reconciler.store.keys import Keys
+from reconciler.store.records import Records
 from workers.app import settings
 
 
@@ -75,3 +77,18 @@ def test_first_runs_are_spread_over_the_interval(celery_app: Celery, tmp_path: P
     fractions = [jitter_fraction(n) for n in names]
     assert len({round(f, 6) for f in fractions}) == len(fractions)
     assert jitter_fraction("app1") == jitter_fraction("app1")
+
+
+def test_targets_that_left_the_fleet_are_forgotten(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(redis_prefix)
+    records = Records(client, keys)
+    for app in ("a", "gone"):
+        records.record({"application": app, "cluster": "c1", "sync": "Synced", "health": "Healthy",
+                        "started": "2026-01-01T00:00:00Z", "duration": 0.1})  # fmt: skip
+    assert forget_departed_targets(client, keys, fleet(tmp_path, {"a": "30s"})) == 1
+    assert [e["application"] for e in records.status()] == ["a"]
+    assert records.history("gone", "c1") == []
+    client.close()
