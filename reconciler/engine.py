@@ -89,6 +89,8 @@ class _Run:
     orphans: list[Manifest] = field(default_factory=list)
     #: The live object after this run (apply results replace listed ones).
     result: dict[ObjectKey, Manifest] = field(default_factory=dict)
+    #: Objects that left Git but stay because ``sync.prune`` is false.
+    unpruned: bool = False
 
 
 class Engine:
@@ -139,17 +141,17 @@ class Engine:
         """Reconcile one target and say what happened; never raises our own errors."""
         options = options or Options()
         started = time.monotonic()
-        app = fleet.application(app_name)
-        cluster = fleet.cluster(cluster_name)
         outcome = Outcome(
-            application=app.name,
-            cluster=cluster.name,
+            application=app_name,
+            cluster=cluster_name,
             trigger=trigger.value,
             started=timestamp(datetime.now(UTC)),
             dry_run=options.dry_run,
         )
-        run = _Run(app, cluster, trigger, options, outcome)
         try:
+            run = _Run(
+                fleet.application(app_name), fleet.cluster(cluster_name), trigger, options, outcome
+            )
             self._stages(fleet, run)
         except ReconcilerError as exc:
             outcome.errors.append(Problem(str(exc), exc.retryable))
@@ -205,8 +207,12 @@ class Engine:
         self._write_inventory(run, commit)
         # 7. Health and 8. outcome.
         self._health(run)
-        failed = any(c.action is Action.FAILED for c in outcome.changes)
-        outcome.sync = SyncStatus.FAILED if failed else SyncStatus.SYNCED
+        if any(c.action is Action.FAILED for c in outcome.changes):
+            outcome.sync = SyncStatus.FAILED
+        elif run.unpruned:
+            outcome.sync = SyncStatus.OUT_OF_SYNC  # objects that left Git are still there
+        else:
+            outcome.sync = SyncStatus.SYNCED
 
     def _read_live(self, run: _Run) -> None:
         assert run.kube is not None
@@ -380,6 +386,7 @@ class Engine:
             annotations = obj.get("metadata", {}).get("annotations") or {}
             if not sync.prune:
                 outcome.changes.append(Change(str(key), Action.SKIPPED, "sync.prune is false"))
+                run.unpruned = True
                 continue
             if str(annotations.get(PRUNE_ANNOTATION, "")).lower() == "false":
                 outcome.changes.append(

@@ -420,3 +420,23 @@ def test_failed_rollout_is_degraded(world: World) -> None:
     world.engine.reconcile(fleet, world.namespace, "sim-1")
     outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
     assert outcome.health is Health.DEGRADED
+
+
+def test_prune_disabled_keeps_objects_and_reports_out_of_sync(world: World) -> None:
+    plain_app(world)
+    fleet = world.fleet(app(world, prune=False))
+    world.engine.reconcile(fleet, world.namespace, "sim-1")
+    world.repo.remove("app/svc.yaml").commit("drop the service")
+    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    assert outcome.sync is SyncStatus.OUT_OF_SYNC
+    assert actions(outcome)[f"Service/{world.namespace}/web"] == "skipped"
+    assert [d.kind for d in outcome.drift] == ["extra"]
+    assert world.core().read_namespaced_service("web", world.namespace)
+
+
+def test_unknown_application_is_a_failed_outcome(world: World) -> None:
+    plain_app(world)
+    outcome = world.engine.reconcile(world.fleet(app(world)), "no-such-app", "sim-1")
+    assert outcome.sync is SyncStatus.FAILED
+    assert not outcome.retryable
+    assert "no-such-app" in outcome.errors[0].message
