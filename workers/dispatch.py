@@ -14,6 +14,7 @@ from typing import Any
 
 from celery.result import AsyncResult
 
+from reconciler.errors import TransientError
 from reconciler.outcome import Trigger
 from workers.app import app, queue_for
 
@@ -47,6 +48,10 @@ def enqueue_app(
 def fan_out_result(result: AsyncResult, *, timeout: float) -> tuple[str | None, list[Queued]]:
     """Wait for ``reconcile_app`` to fan out: the revision and each target's task."""
     data: dict[str, Any] = result.get(timeout=timeout, propagate=True, disable_sync_subtasks=False)
+    if data.get("skipped"):
+        # The workers' view of the fleet disagrees with the caller's (or it is suspended).
+        app_name = data.get("application")
+        raise TransientError(f"{app_name}: skipped by the workers: {data['skipped']}")
     targets = [Queued(t["cluster"], t["task_id"], bool(t["queued"])) for t in data["targets"]]
     return data.get("revision"), targets
 

@@ -24,7 +24,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from reconciler.engine import Options
-from reconciler.errors import LockBusy, ReconcilerError
+from reconciler.errors import ConfigError, LockBusy, ReconcilerError
 from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.store.lock import TargetLock
@@ -68,7 +68,12 @@ def reconcile_app(
     rt = runtime()
     kind = Trigger(trigger)
     fleet = rt.fleet()
-    application = fleet.application(app_name)
+    try:
+        application = fleet.application(app_name)
+    except ConfigError as exc:
+        # Left the fleet after this run was queued: nothing to do, and nothing to retry.
+        log.info("reconcile_app %s: %s", app_name, exc)
+        return {"application": app_name, "skipped": "not in the fleet", "targets": []}
     # Suspension stops automatic runs (schedule and webhook); an admin sync still runs.
     automatic = kind in {Trigger.SCHEDULE, Trigger.WEBHOOK}
     if automatic and (application.sync.suspended or rt.suspended(app_name)):

@@ -112,3 +112,12 @@ def test_targets_go_to_their_route_and_forced_syncs_are_joined(
     for messages in queued(client, keys).values():
         for _task, argsrepr in messages:
             assert "apiVersion" not in argsrepr and "http" not in argsrepr
+
+
+def test_an_application_that_left_the_fleet_is_skipped(
+    configured: tuple[redis.Redis, Keys],
+) -> None:
+    client, keys = configured
+    result = reconcile_app.run("gone", "schedule")
+    assert result == {"application": "gone", "skipped": "not in the fleet", "targets": []}
+    assert queued(client, keys) == {}
