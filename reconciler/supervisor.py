@@ -26,6 +26,7 @@ from typing import IO
 from reconciler.config import Fleet, load_fleet
 from reconciler.errors import ConfigError, TransientError
 from reconciler.store.provision import free_port, provide_redis
+from reconciler.store.records import Records
 
 
 @dataclass
@@ -228,15 +229,31 @@ def _banner(
 def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list[Child]) -> int:
     """Print the status table when it changes; stop when a child dies or all are synced."""
     deadline = time.monotonic() + options.until_synced if options.until_synced else None
-    shown = ""
     expected = {(a.name, c.name) for a in fleet.applications for c in fleet.targets(a)}
+    import redis  # noqa: PLC0415
+
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+
+    client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
+    records = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or "reconciler:"))
+    try:
+        return _watch_loop(options, records, expected, children, deadline)
+    finally:
+        client.close()
+
+
+def _watch_loop(
+    options: UpOptions, records: Records, expected: set[tuple[str, str]],
+    children: list[Child], deadline: float | None,
+) -> int:  # fmt: skip
+    shown = ""
     while True:
         for child in children:
             if not child.alive():
                 code = child.process.returncode if child.process else "?"
                 print(f"{child.name} exited (code {code}); see {child.log}", file=sys.stderr)
                 return 1
-        table, synced = _status(env, expected)
+        table, synced = _status(records, expected)
         if table != shown:
             print(table, flush=True)
             shown = table
@@ -250,20 +267,14 @@ def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list
         time.sleep(1.0)
 
 
-def _status(env: dict[str, str], expected: set[tuple[str, str]]) -> tuple[str, bool]:
+def _status(records: Records, expected: set[tuple[str, str]]) -> tuple[str, bool]:
     """The status table as text, and whether every expected target is Synced."""
     import redis  # noqa: PLC0415
 
-    from reconciler.store.keys import Keys  # noqa: PLC0415
-    from reconciler.store.records import Records  # noqa: PLC0415
-
-    client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
     try:
-        rows = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or "reconciler:")).status()
+        rows = records.status()
     except redis.RedisError:
         return "status: Redis does not answer", False
-    finally:
-        client.close()
     lines = [f"{'APPLICATION':14} {'CLUSTER':10} {'REVISION':10} {'SYNC':10} {'HEALTH':12} DRIFT"]
     seen = set()
     for row in rows:

@@ -90,7 +90,7 @@ def reconcile_app(
     if commit is not None:
         for path in sorted({fleet.source_path(application, c) for c in targets}):
             render_path = "" if path == "." else path
-            if rt.renders.get(commit, render_key(application.source, render_path)) is None:
+            if not rt.renders.has(commit, render_key(application.source, render_path)):
                 try:
                     rt.render(application.source, commit, render_path)
                 except ReconcilerError as exc:

@@ -188,6 +188,10 @@ class RenderCache:
         self.keys = keys
         self.ttl = ttl
 
+    def has(self, commit: str, path_key: str) -> bool:
+        """Whether the render is cached, without reading (and inflating) it."""
+        return bool(self.client.exists(self.keys.render(commit, path_key)))
+
     def get(self, commit: str, path_key: str) -> list[dict[str, Any]] | None:
         """The objects stored for (``commit``, ``path_key``), or None; a hit stays longer."""
         raw = self.client.getex(self.keys.render(commit, path_key), px=_ms(self.ttl))
