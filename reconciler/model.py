@@ -124,5 +124,7 @@ class Action(StrEnum):
     CONFIGURED = "configured"
     UNCHANGED = "unchanged"
     PRUNED = "pruned"
+    #: Deleted and created again: the server refused the change and the object allows it.
+    REPLACED = "replaced"
     SKIPPED = "skipped"
     FAILED = "failed"

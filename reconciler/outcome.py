@@ -25,6 +25,29 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class Reason(StrEnum):
+    """Why a run did not end Synced: the stage that stopped it, named once.
+
+    As kustomize-controller's condition reasons do, these let a script or a dashboard
+    tell a bad commit (``RenderFailed``) from a bad cluster (``ApplyFailed`` + retryable)
+    without parsing messages.
+    """
+
+    CONFIG_INVALID = "ConfigInvalid"
+    SOURCE_FAILED = "SourceFailed"
+    RENDER_FAILED = "RenderFailed"
+    LIVE_STATE_FAILED = "LiveStateFailed"
+    NAMESPACE_MISSING = "NamespaceMissing"
+    DRY_RUN_REJECTED = "DryRunRejected"
+    APPLY_FAILED = "ApplyFailed"
+    HOOK_FAILED = "HookFailed"
+    WAVE_TIMEOUT = "WaveTimeout"
+    WAVE_FAILED = "WaveFailed"
+    PRUNE_REFUSED = "PruneRefused"
+    PRUNE_FAILED = "PruneFailed"
+    INVENTORY_FAILED = "InventoryFailed"
+
+
 class Trigger(StrEnum):
     """Why a run happened; forced triggers apply even when ``automated`` is off."""
 
@@ -59,6 +82,16 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class HookRun:
+    """One hook of one run: ``result`` is Succeeded, Failed, Running or Skipped."""
+
+    object: str
+    phase: str
+    result: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Problem:
     """An error of the run, with the object it concerns when there is one."""
 
@@ -80,9 +113,12 @@ class Outcome:
     sync: SyncStatus = SyncStatus.FAILED
     health: Health = Health.UNKNOWN
     dry_run: bool = False
+    #: The stage that stopped the run (a ``Reason`` value); empty when it did not stop.
+    reason: str = ""
     changes: list[Change] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
+    hooks: list[HookRun] = field(default_factory=list)
 
     @property
     def retryable(self) -> bool:
@@ -129,6 +165,7 @@ class Outcome:
             sync=SyncStatus(data.get("sync", SyncStatus.FAILED.value)),
             health=Health(data.get("health", Health.UNKNOWN.value)),
             dry_run=bool(data.get("dry_run", False)),
+            reason=str(data.get("reason", "")),
             changes=[
                 Change(str(c["object"]), Action(c["action"]), str(c.get("reason", "")))
                 for c in data.get("changes", [])
@@ -145,5 +182,10 @@ class Outcome:
             errors=[
                 Problem(str(p["message"]), bool(p.get("retryable")), p.get("object"))
                 for p in data.get("errors", [])
+            ],
+            hooks=[
+                HookRun(str(h["object"]), str(h.get("phase", "")), str(h.get("result", "")),
+                        str(h.get("message", "")))
+                for h in data.get("hooks", [])
             ],
         )
