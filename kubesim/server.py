@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from kubesim import protobuf
 from kubesim.catalog import ResourceType
 from kubesim.controllers import Controllers
 from kubesim.errors import ApiError, bad_request
@@ -513,6 +514,16 @@ async def _body(request: web.Request, *, patch: bool) -> Any:
     content_type = request.content_type if "Content-Type" in request.headers else "application/json"
     if not raw.strip():
         raise bad_request("the body of the request was empty")
+    if content_type == protobuf.MEDIA_TYPE and not patch:
+        # kubectl's typed generators and client-go's typed clients write protobuf.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("protobuf body of %s %s: %s", request.method, request.path, raw.hex())
+        try:
+            return protobuf.decode(raw)
+        except protobuf.UnsupportedKind as exc:
+            raise ApiError(415, str(exc), reason="UnsupportedMediaType") from None
+        except protobuf.ProtobufError as exc:
+            raise bad_request(f"the body of the request could not be decoded: {exc}") from None
     try:
         if content_type in {"application/yaml", "application/apply-patch+yaml"}:
             return yaml.load(raw, Loader=_YAML_LOADER)
@@ -523,7 +534,7 @@ async def _body(request: web.Request, *, patch: bool) -> Any:
     raise ApiError(
         415,
         f"the body of the request was in an unknown format ({content_type}) - accepted media "
-        "types include: application/json, application/yaml",
+        f"types include: application/json, application/yaml, {protobuf.MEDIA_TYPE}",
         reason="UnsupportedMediaType",
     )
 
