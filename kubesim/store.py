@@ -380,6 +380,7 @@ class Cluster:
         key = (ns, meta["name"])
         if self.store_of(rt).get(key) is not None:
             raise already_exists(rt.plural, rt.group, meta["name"])
+        _prepare_namespace_create(rt, obj)
         self._admit(rt, obj)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
@@ -492,6 +493,7 @@ class Cluster:
             ) from None  # fmt: skip
         if old is None:
             self._check_namespace(rt, ns, new["metadata"])
+            _prepare_namespace_create(rt, new)
             self._admit(rt, new)
             new["metadata"]["uid"] = str(uuid.uuid4())
             new["metadata"]["creationTimestamp"] = now_rfc3339()
@@ -670,6 +672,10 @@ class Cluster:
                 ip = f"10.96.{random.randint(1, 254)}.{random.randint(1, 254)}"
                 spec["clusterIP"] = ip
                 spec["clusterIPs"] = [ip]
+            elif spec.get("clusterIP") and not spec.get("clusterIPs"):
+                # normalizeClusterIPs: a client that sets only clusterIP ("None" for a
+                # headless Service) gets clusterIPs from it, before validation.
+                spec["clusterIPs"] = [spec["clusterIP"]]
         if rt.group == "" and rt.kind == "Namespace":
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj["status"] = obj.get("status") or {"phase": "Active"}
@@ -799,6 +805,21 @@ class Cluster:
         for ns_obj in list(ns_store.select(None, None)):
             if ns_obj["metadata"].get("deletionTimestamp"):
                 self._delete_namespace(ns_store.rt, ns_obj)
+
+
+def _prepare_namespace_create(rt: ResourceType, obj: Obj) -> None:
+    """namespaceStrategy.PrepareForCreate: phase Active and the ``kubernetes`` finalizer,
+    even when the client sent ``spec: {}`` (kubectl's generator and its dry-run JSON do)."""
+    if (rt.group, rt.kind) != ("", "Namespace"):
+        return
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = obj["spec"] = {}
+    finalizers = spec.get("finalizers")
+    finalizers = list(finalizers) if isinstance(finalizers, list) else []
+    if "kubernetes" not in finalizers:
+        spec["finalizers"] = [*finalizers, "kubernetes"]
+    obj["status"] = {"phase": "Active"}
 
 
 def _check_fresh(rt: ResourceType, name: str, meta: Obj, old: Obj) -> None:
