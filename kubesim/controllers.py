@@ -6,6 +6,12 @@ spec change, the controller writes the status through the ``status`` subresource
 kube-controller-manager does, so resourceVersions move and watches see MODIFIED events.
 A rollout fails (``ProgressDeadlineExceeded``) or hangs when the cluster's ``rollout``
 fault says so, or when the object carries the annotation ``kubesim.dev/rollout: fail|hang``.
+
+Pods that run to completion (``restartPolicy`` ``Never`` or ``OnFailure``: sync hooks, the
+pods of Jobs) end ``Succeeded`` with their containers terminated with exit code 0, or
+``Failed`` with exit code 1 under ``fail``, and stay ``Running`` under ``hang``; tools that
+wait for a hook Pod to finish (Argo CD, Helm) can only be tested against that.  Pods that
+restart forever become ``Running`` and ready, as before.
 """
 
 from __future__ import annotations
@@ -82,7 +88,13 @@ class Controllers:
         if rt.kind == "PersistentVolumeClaim":
             return status.get("phase") != "Bound"
         if rt.kind == "Pod":
-            return status.get("phase") not in {"Running", "Succeeded", "Failed"}
+            phase = status.get("phase")
+            if _runs_to_completion(obj):
+                # A hanging run stays Running; changing the annotation lets it finish.
+                return phase not in {"Succeeded", "Failed"} and not (
+                    phase == "Running" and self.mode(obj) == "hang"
+                )
+            return phase not in {"Running", "Succeeded", "Failed"}
         generation = obj["metadata"].get("generation", 1)
         return bool(status.get("observedGeneration") != generation)
 
@@ -132,6 +144,8 @@ class Controllers:
                 "capacity": {"storage": request.get("storage", "1Gi")},
             }
         if rt.kind == "Pod":
+            if _runs_to_completion(obj):
+                return _completing_pod_status(obj, mode, now)
             return {
                 "phase": "Running",
                 "conditions": [_condition("Ready", "True", "", "", now)],
@@ -244,6 +258,57 @@ def _deployment_status(spec: Obj, generation: int, replicas: int, mode: str, now
                    "ReplicaSet has successfully progressed.", now),
     ]  # fmt: skip
     return status
+
+
+def _runs_to_completion(pod: Obj) -> bool:
+    """Pods that are not restarted forever (hooks, Jobs' pods) end Succeeded or Failed."""
+    return (pod.get("spec") or {}).get("restartPolicy", "Always") in {"Never", "OnFailure"}
+
+
+def _completing_pod_status(pod: Obj, mode: str, now: str) -> Obj:
+    """What the kubelet reports for a run-to-completion Pod: its containers ran and exited
+    (0, or 1 when the rollout fails), or are still running when it hangs."""
+    spec = pod.get("spec") or {}
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    base: Obj = {"hostIP": "10.0.0.2", "podIP": "10.244.0.10", "startTime": now,
+                 "qosClass": "BestEffort"}  # fmt: skip
+    if mode == "hang":
+        return {
+            **base,
+            "phase": "Running",
+            "conditions": [
+                _condition("Initialized", "True", "", "", now),
+                _condition("Ready", "True", "", "", now),
+                _condition("ContainersReady", "True", "", "", now),
+                _condition("PodScheduled", "True", "", "", now),
+            ],
+            "containerStatuses": [
+                {"name": c.get("name", ""), "image": c.get("image", ""), "imageID": "",
+                 "ready": True, "restartCount": 0, "started": True,
+                 "state": {"running": {"startedAt": now}}}
+                for c in containers
+            ],
+        }  # fmt: skip
+    failed = mode == "fail"
+    reason = "PodFailed" if failed else "PodCompleted"
+    exit_code, exit_reason = (1, "Error") if failed else (0, "Completed")
+    return {
+        **base,
+        "phase": "Failed" if failed else "Succeeded",
+        "conditions": [
+            _condition("Initialized", "True", "PodCompleted", "", now),
+            _condition("Ready", "False", reason, "", now),
+            _condition("ContainersReady", "False", reason, "", now),
+            _condition("PodScheduled", "True", "", "", now),
+        ],
+        "containerStatuses": [
+            {"name": c.get("name", ""), "image": c.get("image", ""), "imageID": "",
+             "ready": False, "restartCount": 0, "started": False,
+             "state": {"terminated": {"exitCode": exit_code, "reason": exit_reason,
+                                      "startedAt": now, "finishedAt": now}}}
+            for c in containers
+        ],
+    }  # fmt: skip
 
 
 def _job_status(spec: Obj, mode: str, now: str) -> Obj | None:
