@@ -25,7 +25,7 @@ from kubesim.catalog import Catalog, ResourceType
 from kubesim.defaults import apply_defaults
 from kubesim.errors import ApiError, already_exists, bad_request, conflict, not_found
 from kubesim.selectors import FieldSelector, LabelSelector
-from kubesim.validation import invalid_status, validate
+from kubesim.validation import invalid_status, prepare_write, validate, validate_update
 
 Obj = dict[str, Any]
 TypeKey = tuple[str, str]  # (group, plural)
@@ -536,7 +536,7 @@ class Cluster:
             else:
                 new.pop("status", None)
         if opts.subresource != "status":
-            self._admit(rt, new)
+            self._admit(rt, new, old)
         if not apply:
             new = fields.track_update(
                 old, new, manager=opts.manager, group=rt.group, kind=rt.kind,
@@ -663,9 +663,14 @@ class Cluster:
                 )
         return ns
 
-    def _admit(self, rt: ResourceType, obj: Obj) -> None:
-        """Defaults, then validation (422 with causes), as the real admission chain."""
+    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+        """Defaults, then validation (422 with causes), as the real admission chain.
+
+        ``old`` is the stored object on an update: it keeps what the server allocated and
+        makes immutable fields refuse to change.
+        """
         apply_defaults(rt.group, rt.kind, obj)
+        prepare_write(rt.group, rt.kind, obj, old)
         if rt.group == "" and rt.kind == "Service":
             spec = obj.setdefault("spec", {})
             if spec.get("type", "ClusterIP") != "ExternalName" and not spec.get("clusterIP"):
@@ -681,7 +686,10 @@ class Cluster:
             obj["status"] = obj.get("status") or {"phase": "Active"}
             labels = obj["metadata"].setdefault("labels", {})
             labels.setdefault("kubernetes.io/metadata.name", obj["metadata"].get("name", ""))
-        causes = validate(rt.group, rt.kind, obj, namespaced=rt.namespaced)
+        if old is None:
+            causes = validate(rt.group, rt.kind, obj, namespaced=rt.namespaced)
+        else:
+            causes = validate_update(rt.group, rt.kind, obj, old, namespaced=rt.namespaced)
         if causes:
             name = obj["metadata"].get("name", "")
             raise ApiError.from_status(invalid_status(rt.kind, name, causes, group=rt.group))

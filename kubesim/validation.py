@@ -8,6 +8,11 @@ ports the parts of ``k8s.io/kubernetes/pkg/apis/*/validation`` and
 serves: object metadata, name formats per kind, workload selectors and pod templates,
 Services, ConfigMap and Secret keys, Jobs, RBAC and CustomResourceDefinitions.
 
+Updates are refused the same way: a client that replaces a Job's template or a Service's
+``clusterIP``, or edits an ``immutable`` ConfigMap, must get the server's ``field is
+immutable`` cause, so that tools which delete and recreate on it (``kubectl replace
+--force``, Argo CD's and Flux's force options) behave as against a real cluster.
+
 It validates objects *after* defaulting, as the server does: callers apply defaults (and
 generate ``metadata.name`` from ``generateName``, fill ``metadata.namespace`` from the URL,
 clear it for cluster-scoped kinds) first.  It is pure: no I/O, no clocks.
@@ -15,9 +20,12 @@ clear it for cluster-scoped kinds) first.  It is pure: no I/O, no clocks.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeGuard
 
@@ -46,7 +54,9 @@ __all__ = [
     "is_valid_port_name",
     "is_valid_port_num",
     "name_validator",
+    "prepare_write",
     "validate",
+    "validate_update",
 ]
 
 Obj = Mapping[str, Any]
@@ -784,7 +794,26 @@ def _validate_service(kind: str, obj: Obj, opts: _Options) -> list[Cause]:
         seen.add(key)
     if service_type != "ExternalName":
         causes.extend(_validate_labels(spec.get("selector"), "spec.selector"))
+        causes.extend(_validate_cluster_ips(spec))
     return causes
+
+
+def _validate_cluster_ips(spec: Mapping[str, Any]) -> list[Cause]:
+    """``clusterIP`` and ``clusterIPs`` agree (``ValidateServiceClusterIPsRelatedFields``)."""
+    cluster_ip = _str(spec.get("clusterIP"))
+    cluster_ips = [ip for ip in _list(spec.get("clusterIPs")) if isinstance(ip, str)]
+    if cluster_ip:
+        if not cluster_ips:
+            return [_required("spec.clusterIPs")]
+        if cluster_ips[0] != cluster_ip:
+            return [_invalid("spec.clusterIPs", cluster_ips, "first value must match `clusterIP`")]
+    elif cluster_ips:
+        return [
+            _invalid(
+                "spec.clusterIPs", cluster_ips, "must be empty when `clusterIP` is not specified"
+            )
+        ]
+    return []
 
 
 def _b64_len(value: str) -> int:
@@ -1059,6 +1088,477 @@ def _validate_crd(kind: str, obj: Obj, opts: _Options) -> list[Cause]:
     return causes
 
 
+# --------------------------------------------------------------------------- updates
+#
+# What may change once an object exists, and the cause the server gives when something that
+# may not changes: a port of the ``Validate*Update`` functions of ``pkg/apis/*/validation``
+# and of the registry strategies around them (``pkg/registry/*/strategy.go``, the Service
+# REST storage).  Bad values are rendered as kube-apiserver 1.30-1.33 does (``%q`` for
+# strings, the ``String()`` form of label selectors); a pod template or another composite
+# value, which Go prints as ``%#v`` of an internal struct with pointer addresses, is
+# rendered as compact JSON, as 1.34+ servers do for composites.
+
+_IMMUTABLE = "field is immutable"
+_WHEN_IMMUTABLE_SET = "field is immutable when `immutable` is set"
+_STATEFULSET_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
+_STATEFULSET_FORBIDDEN = (
+    "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+    "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"
+)
+_POD_UPDATABLE_FIELDS = (
+    "`spec.containers[*].image`",
+    "`spec.initContainers[*].image`",
+    "`spec.activeDeadlineSeconds`",
+    "`spec.tolerations` (only additions to existing tolerations)",
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+)
+_PVC_FORBIDDEN = (
+    "spec is immutable after creation except resources.requests and "
+    "volumeAttributesClassName for bound claims"
+)
+_MAX_INT32 = 2**31 - 1
+
+
+def _semantic(value: Any) -> Any:
+    """``value`` as the server's semantic equality sees it: absent, null and empty are one."""
+    if isinstance(value, Mapping):
+        items = {k: _semantic(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not None} or None
+    if isinstance(value, list):
+        return [_semantic(v) for v in value] or None
+    if isinstance(value, str) and not value:
+        return None
+    return value
+
+
+def _same(new: Any, old: Any) -> bool:
+    return bool(_semantic(new) == _semantic(old))
+
+
+def _json_repr(value: Any) -> str:
+    return "null" if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _value_repr(value: Any) -> str:
+    """A bad value in a field error: Go's rendering for scalars, JSON for composites."""
+    if isinstance(value, Mapping | list):
+        return _json_repr(value)
+    return go_repr(value)
+
+
+def _selector_repr(selector: Any) -> str:
+    return _label_selector_string(selector) if isinstance(selector, Mapping) else "null"
+
+
+def _immutable(path: str, rendered: str) -> Cause:
+    return _invalid_raw(path, rendered, _IMMUTABLE)
+
+
+def _set_or_drop(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        target.pop(key, None)
+    else:
+        target[key] = copy.deepcopy(value)
+
+
+def _spec_diff(type_name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """A ``cmp.Diff``-shaped summary of two specs (go-cmp's own output is deliberately
+    unstable, so no client can depend on more than its shape)."""
+    lines = [f"  {type_name}{{"]
+    same = 0
+
+    def flush() -> None:
+        if same:
+            lines.append(f"  \t... // {same} identical field{'s' if same > 1 else ''}")
+
+    for key in [*old, *(k for k in new if k not in old)]:
+        if _same(new.get(key), old.get(key)):
+            same += 1
+            continue
+        flush()
+        same = 0
+        name = key[:1].upper() + key[1:]
+        before, after = old.get(key), new.get(key)
+        lines.append(f"- \t{name}: {'nil' if before is None else _json_repr(before)},")
+        lines.append(f"+ \t{name}: {'nil' if after is None else _json_repr(after)},")
+    flush()
+    lines.append("  }")
+    return "\n".join(lines) + "\n"
+
+
+_QUANTITY_RE = re.compile(
+    r"([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?"
+)
+_QUANTITY_SUFFIXES = {
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": Decimal("1e3"),
+    "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"),
+    "E": Decimal("1e18"), "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40), "Pi": Decimal(2**50), "Ei": Decimal(2**60),
+}  # fmt: skip
+
+
+def _quantity(value: Any) -> Decimal | None:
+    """A ``resource.Quantity`` (``1Gi``, ``500m``, ``1e3``) as a number; None if malformed."""
+    if _is_int(value):
+        return Decimal(value)
+    match = _QUANTITY_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return None
+    number = Decimal(match.group(1))
+    if match.group(2):
+        return number * Decimal(10) ** int(match.group(2)[1:])
+    return number * _QUANTITY_SUFFIXES.get(match.group(3) or "", Decimal(1))
+
+
+def _storage_request(spec: Mapping[str, Any]) -> Any:
+    return _map(_map(spec.get("resources")).get("requests")).get("storage")
+
+
+def _validate_selector_update(new: Obj, old: Obj) -> list[Cause]:
+    """Deployments, ReplicaSets and DaemonSets of ``apps/v1``: the selector is fixed."""
+    selector = _map(new.get("spec")).get("selector")
+    if _same(selector, _map(old.get("spec")).get("selector")):
+        return []
+    return [_immutable("spec.selector", _selector_repr(selector))]
+
+
+def _validate_stateful_set_update(new: Obj, old: Obj) -> list[Cause]:
+    def fixed(obj: Obj) -> dict[str, Any]:
+        spec = _map(obj.get("spec"))
+        return {k: v for k, v in spec.items() if k not in _STATEFULSET_MUTABLE}
+
+    if _same(fixed(new), fixed(old)):
+        return []
+    return [_forbidden("spec", _STATEFULSET_FORBIDDEN)]
+
+
+def _with_scheduling_directives(old_template: Any, new_template: Any) -> dict[str, Any]:
+    """``old_template`` with the new template's scheduling directives, which a suspended Job
+    that never started may change (``validatePodTemplateUpdate``)."""
+    old = copy.deepcopy(dict(_map(old_template)))
+    new = _map(new_template)
+    old_meta, new_meta = dict(_map(old.get("metadata"))), _map(new.get("metadata"))
+    for key in ("labels", "annotations"):
+        _set_or_drop(old_meta, key, new_meta.get(key))
+    old["metadata"] = old_meta
+    old_spec, new_spec = dict(_map(old.get("spec"))), _map(new.get("spec"))
+    for key in ("nodeSelector", "tolerations", "schedulingGates"):
+        _set_or_drop(old_spec, key, new_spec.get(key))
+    new_affinity = new_spec.get("affinity")
+    old_affinity = dict(_map(old_spec.get("affinity")))
+    _set_or_drop(old_affinity, "nodeAffinity", _map(new_affinity).get("nodeAffinity"))
+    _set_or_drop(old_spec, "affinity", old_affinity or None)
+    old["spec"] = old_spec
+    return old
+
+
+def _validate_job_update(new: Obj, old: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    spec, old_spec = _map(new.get("spec")), _map(old.get("spec"))
+    completions = spec.get("completions")
+    if completions != old_spec.get("completions"):
+        if spec.get("completionMode") != "Indexed":
+            causes.append(_immutable("spec.completions", go_repr(completions)))
+        elif completions is not None and completions != spec.get("parallelism"):
+            causes.append(
+                _invalid(
+                    "spec.completions",
+                    completions,
+                    "can only be modified in tandem with spec.parallelism",
+                )
+            )
+    if not _same(spec.get("selector"), old_spec.get("selector")):
+        causes.append(_immutable("spec.selector", _selector_repr(spec.get("selector"))))
+    template = spec.get("template")
+    old_template = old_spec.get("template")
+    never_started = not _map(old.get("status")).get("startTime")
+    if old_spec.get("suspend") is True and never_started:
+        old_template = _with_scheduling_directives(old_template, template)
+    if not _same(template, old_template):
+        causes.append(_immutable("spec.template", _json_repr(template)))
+    for name in (
+        "completionMode",
+        "podFailurePolicy",
+        "backoffLimitPerIndex",
+        "managedBy",
+        "successPolicy",
+    ):
+        if not _same(spec.get(name), old_spec.get(name)):
+            causes.append(_immutable(f"spec.{name}", _value_repr(spec.get(name))))
+    return causes
+
+
+def _toleration_key(toleration: Any) -> Any:
+    return _semantic({k: v for k, v in _map(toleration).items() if k != "tolerationSeconds"})
+
+
+def _validate_pod_update(new: Obj, old: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    spec, old_spec = _map(new.get("spec")), _map(old.get("spec"))
+    for field_name in ("containers", "initContainers"):
+        if len(_list(spec.get(field_name))) != len(_list(old_spec.get(field_name))):
+            causes.append(
+                _forbidden(f"spec.{field_name}", "pod updates may not add or remove containers")
+            )
+            return causes
+    deadline, old_deadline = (
+        spec.get("activeDeadlineSeconds"),
+        old_spec.get("activeDeadlineSeconds"),
+    )
+    if deadline is not None:
+        if not _is_int(deadline) or not 0 <= deadline <= _MAX_INT32:
+            causes.append(
+                _invalid(
+                    "spec.activeDeadlineSeconds",
+                    deadline,
+                    f"must be between 0 and {_MAX_INT32}, inclusive",
+                )
+            )
+            return causes
+        if _is_int(old_deadline) and old_deadline < deadline:
+            causes.append(
+                _invalid(
+                    "spec.activeDeadlineSeconds",
+                    deadline,
+                    "must be less than or equal to previous value",
+                )
+            )
+            return causes
+    elif old_deadline is not None:
+        causes.append(
+            _invalid(
+                "spec.activeDeadlineSeconds",
+                None,
+                "must not update from a positive integer to nil value",
+            )
+        )
+    new_tolerations = [_toleration_key(t) for t in _list(spec.get("tolerations"))]
+    for toleration in _list(old_spec.get("tolerations")):
+        if _toleration_key(toleration) not in new_tolerations:
+            causes.append(
+                _forbidden(
+                    "spec.tolerations",
+                    "existing toleration can not be modified except its tolerationSeconds",
+                )
+            )
+            break
+    if _same(spec, old_spec):
+        return causes
+    munged = copy.deepcopy(dict(spec))
+    for field_name in ("containers", "initContainers"):
+        old_containers = _list(old_spec.get(field_name))
+        for i, container in enumerate(_list(munged.get(field_name))):
+            if isinstance(container, dict):
+                _set_or_drop(container, "image", _map(old_containers[i]).get("image"))
+    for key in ("activeDeadlineSeconds", "schedulingGates", "tolerations"):
+        _set_or_drop(munged, key, old_spec.get(key))
+    old_grace = old_spec.get("terminationGracePeriodSeconds")
+    if _is_int(old_grace) and old_grace < 0 and munged.get("terminationGracePeriodSeconds") == 1:
+        munged["terminationGracePeriodSeconds"] = old_grace
+    if not _same(munged, old_spec):
+        detail = (
+            f"pod updates may not change fields other than {','.join(_POD_UPDATABLE_FIELDS)}\n"
+            + _spec_diff("core.PodSpec", old_spec, munged)
+        )
+        causes.append(_forbidden("spec", detail))
+    return causes
+
+
+def _validate_pvc_update(new: Obj, old: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    spec, old_spec = _map(new.get("spec")), _map(old.get("spec"))
+    new_clone, old_clone = copy.deepcopy(dict(spec)), copy.deepcopy(dict(old_spec))
+    if not old_spec.get("volumeName"):
+        # The binder sets volumeName once.
+        _set_or_drop(old_clone, "volumeName", spec.get("volumeName"))
+    requests = _map(_map(new_clone.get("resources")).get("requests"))
+    if _map(new.get("status")).get("phase") == "Bound" and requests:
+        requests = dict(requests)
+        _set_or_drop(requests, "storage", _storage_request(old_spec))
+        new_clone["resources"] = {**_map(new_clone.get("resources")), "requests": requests}
+    _set_or_drop(new_clone, "volumeAttributesClassName", old_clone.get("volumeAttributesClassName"))
+    if not _same(new_clone, old_clone):
+        detail = f"{_PVC_FORBIDDEN}\n" + _spec_diff(
+            "core.PersistentVolumeClaimSpec", old_clone, new_clone
+        )
+        causes.append(_forbidden("spec", detail))
+    new_size, old_size = _quantity(_storage_request(spec)), _quantity(_storage_request(old_spec))
+    if new_size is not None and old_size is not None and new_size < old_size:
+        causes.append(
+            _forbidden(
+                "spec.resources.requests.storage", "field can not be less than previous value"
+            )
+        )
+    if spec.get("volumeMode") != old_spec.get("volumeMode"):
+        # Upstream names the field without its "spec." prefix.
+        causes.append(_immutable("volumeMode", go_repr(spec.get("volumeMode"))))
+    return causes
+
+
+def _immutable_data_causes(new: Obj, old: Obj, keys: tuple[str, ...]) -> list[Cause]:
+    """ConfigMaps and Secrets created with ``immutable: true`` (compared like
+    ``reflect.DeepEqual``: an empty map is not an absent one)."""
+    if old.get("immutable") is not True:
+        return []
+    causes: list[Cause] = []
+    if new.get("immutable") is not True:
+        causes.append(_forbidden("immutable", _WHEN_IMMUTABLE_SET))
+    for key in keys:
+        if new.get(key) != old.get(key):
+            causes.append(_forbidden(key, _WHEN_IMMUTABLE_SET))
+    return causes
+
+
+def _validate_config_map_update(new: Obj, old: Obj) -> list[Cause]:
+    return _immutable_data_causes(new, old, ("data", "binaryData"))
+
+
+def _validate_secret_update(new: Obj, old: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    if new.get("type") != old.get("type"):
+        causes.append(_immutable("type", go_repr(new.get("type"))))
+    return causes + _immutable_data_causes(new, old, ("data",))
+
+
+def _cluster_ips(spec: Mapping[str, Any]) -> list[Any]:
+    return list(_list(spec.get("clusterIPs")))
+
+
+def _is_headless(spec: Mapping[str, Any]) -> bool:
+    return _cluster_ips(spec) == ["None"]
+
+
+def _validate_service_update(new: Obj, old: Obj) -> list[Cause]:
+    """``validateUpgradeDowngradeClusterIPs``/``IPFamilies`` and ``loadBalancerClass``."""
+    spec, old_spec = _map(new.get("spec")), _map(old.get("spec"))
+    causes: list[Cause] = []
+    external = "ExternalName" in (spec.get("type"), old_spec.get("type"))
+    if external or (_is_headless(spec) and _is_headless(old_spec)):
+        pass
+    else:
+        ips, old_ips = _cluster_ips(spec), _cluster_ips(old_spec)
+        path = "spec.clusterIPs[0]"
+        if len(ips) == len(old_ips):
+            for i, ip in enumerate(old_ips):
+                if ip != ips[i]:
+                    causes.append(_invalid(f"spec.clusterIPs[{i}]", ips, "may not change once set"))
+        elif len(old_ips) > len(ips):
+            if not ips:
+                causes.append(_invalid(path, ips, "primary clusterIP can not be unset"))
+            elif ips[0] != old_ips[0]:
+                causes.append(_invalid(path, ips, "may not change once set"))
+            if len(ips) == 1 and spec.get("ipFamilyPolicy") != "SingleStack":
+                causes.append(
+                    _invalid(
+                        "spec.ipFamilyPolicy",
+                        spec.get("ipFamilyPolicy"),
+                        "must be set to 'SingleStack' when releasing the secondary clusterIP",
+                    )
+                )
+        elif old_ips and ips[0] != old_ips[0]:
+            causes.append(_invalid(path, ips, "may not change once set"))
+    headless_change = _is_headless(spec) != _is_headless(old_spec)
+    if not external and not headless_change and not _is_headless(spec):
+        families = list(_list(spec.get("ipFamilies")))
+        old_families = list(_list(old_spec.get("ipFamilies")))
+        if len(families) == len(old_families) and families != old_families:
+            causes.append(_invalid("spec.ipFamilies[0]", families, "may not change once set"))
+        elif families and old_families and families[0] != old_families[0]:
+            causes.append(
+                _invalid("spec.ipFamilies[0]", _cluster_ips(spec), "may not change once set")
+            )
+    if spec.get("type") == "LoadBalancer" == old_spec.get("type"):
+        lb_class = spec.get("loadBalancerClass")
+        if lb_class != old_spec.get("loadBalancerClass"):
+            causes.append(_invalid("spec.loadBalancerClass", lb_class, "may not change once set"))
+    return causes
+
+
+def _prepare_service(spec: dict[str, Any], old_spec: Mapping[str, Any] | None) -> None:
+    """``dropTypeDependentFields``, ``patchAllocatedValues`` and ``normalizeClusterIPs``."""
+    if old_spec is not None:
+        old_needs_ip = old_spec.get("type") != "ExternalName"
+        new_needs_ip = spec.get("type") != "ExternalName"
+        if old_needs_ip and not new_needs_ip:
+            # Leaving the IP family: drop what the server filled in, unless the user changed it.
+            if spec.get("clusterIP") == old_spec.get("clusterIP") and _cluster_ips(
+                spec
+            ) == _cluster_ips(old_spec):
+                spec.pop("clusterIP", None)
+                spec.pop("clusterIPs", None)
+            for key in ("ipFamilies", "ipFamilyPolicy"):
+                if spec.get(key) == old_spec.get(key):
+                    spec.pop(key, None)
+        if old_needs_ip and new_needs_ip:
+            # An update that omits allocated values keeps them (idempotent re-apply).
+            if not spec.get("clusterIP") and old_spec.get("clusterIP"):
+                spec["clusterIP"] = old_spec["clusterIP"]
+            if not spec.get("clusterIPs") and old_spec.get("clusterIPs"):
+                spec["clusterIPs"] = copy.deepcopy(old_spec["clusterIPs"])
+        node_port_types = ("NodePort", "LoadBalancer")
+        if spec.get("type") in node_port_types and old_spec.get("type") in node_port_types:
+            _patch_node_ports(spec, old_spec)
+    cluster_ip = _str(spec.get("clusterIP"))
+    ips = _cluster_ips(spec)
+    if old_spec is None:
+        if cluster_ip and not ips:
+            spec["clusterIPs"] = [cluster_ip]
+        return
+    old_ip, old_ips = _str(old_spec.get("clusterIP")), _cluster_ips(old_spec)
+    if old_ips and not ips and old_ip == cluster_ip:
+        spec["clusterIPs"] = ips = copy.deepcopy(old_ips)
+    if old_ip != cluster_ip and ips == old_ips:
+        if old_ip and not cluster_ip:
+            spec.pop("clusterIPs", None)
+        else:
+            spec["clusterIPs"] = [cluster_ip]
+
+
+def _patch_node_ports(spec: dict[str, Any], old_spec: Mapping[str, Any]) -> None:
+    def used(ports: list[Any]) -> set[Any]:
+        return {_map(p).get("nodePort") for p in ports if _map(p).get("nodePort")}
+
+    ports, old_ports = _list(spec.get("ports")), _list(old_spec.get("ports"))
+    taken = used(old_ports) & used(ports)
+    by_name = {_map(p).get("name", ""): _map(p).get("nodePort") for p in old_ports}
+    for port in ports:
+        if isinstance(port, dict) and not port.get("nodePort"):
+            old_value = by_name.get(port.get("name", ""))
+            if old_value and old_value not in taken:
+                port["nodePort"] = old_value
+    keeps_health_check = (
+        spec.get("type") == old_spec.get("type") == "LoadBalancer"
+        and spec.get("externalTrafficPolicy") == "Local"
+    )
+    if keeps_health_check and not spec.get("healthCheckNodePort"):
+        _set_or_drop(spec, "healthCheckNodePort", old_spec.get("healthCheckNodePort"))
+
+
+_UpdateValidator = Callable[[Obj, Obj], list[Cause]]
+
+#: Per kind: its update checks, and whether they come before the checks every write gets
+#: (the order upstream's ``ValidateUpdate`` reports them in).
+_UPDATE_VALIDATORS: dict[tuple[str, str], tuple[_UpdateValidator, bool]] = {
+    ("apps", "Deployment"): (_validate_selector_update, False),
+    ("apps", "ReplicaSet"): (_validate_selector_update, False),
+    ("apps", "DaemonSet"): (_validate_selector_update, False),
+    ("apps", "StatefulSet"): (_validate_stateful_set_update, False),
+    ("batch", "Job"): (_validate_job_update, False),
+    ("", "Pod"): (_validate_pod_update, False),
+    ("", "PersistentVolumeClaim"): (_validate_pvc_update, False),
+    ("", "Service"): (_validate_service_update, True),
+    ("", "ConfigMap"): (_validate_config_map_update, True),
+    ("", "Secret"): (_validate_secret_update, True),
+}
+
+
 _KindValidator = Callable[[str, Obj, _Options], list[Cause]]
 
 _KIND_VALIDATORS: dict[tuple[str, str], _KindValidator] = {
@@ -1105,6 +1605,43 @@ def validate(
     if kind_validator is not None:
         causes.extend(kind_validator(kind, obj, _Options(template_image_required)))
     return causes
+
+
+def prepare_write(rt_group: str, kind: str, obj: dict[str, Any], old: Obj | None) -> None:
+    """What the registry does to a defaulted object before validating it, in place.
+
+    For Services: an update that omits the allocated ``clusterIP``/``clusterIPs`` (and node
+    ports) keeps them, ``clusterIPs`` follows a changed ``clusterIP``, and a switch to
+    ``ExternalName`` drops the IP fields the server had filled in.  ``old`` is None on create.
+    """
+    if (rt_group, kind) == ("", "Service"):
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            _prepare_service(spec, None if old is None else _map(old.get("spec")))
+
+
+def validate_update(
+    rt_group: str,
+    kind: str,
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any],
+    *,
+    namespaced: bool,
+) -> list[Cause]:
+    """The causes of a 422 Invalid for an update of ``old`` to ``obj``; [] when allowed.
+
+    Everything :func:`validate` checks, plus what may not change once the object exists
+    (immutable fields), in the order the real server reports them.  ``obj`` must have been
+    through :func:`prepare_write`; ``old`` is the stored object (its ``status`` decides, for
+    instance, whether a claim is bound or a Job has started).
+    """
+    causes = validate(rt_group, kind, obj, namespaced=namespaced)
+    entry = _UPDATE_VALIDATORS.get((rt_group, kind))
+    if entry is None:
+        return causes
+    update_fn, first = entry
+    update_causes = update_fn(obj, old)
+    return update_causes + causes if first else causes + update_causes
 
 
 def invalid_status(
