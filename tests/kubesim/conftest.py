@@ -77,11 +77,7 @@ def kubectl(kubeconfig: str, tmp_path: Path) -> Kubectl:
 def namespace(kubectl: Kubectl) -> Iterator[str]:
     """A fresh namespace on sim-1, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    # Not `kubectl create namespace`: kubectl's typed generators send protobuf, which
-    # kubesim does not decode (documented); manifests go as JSON, as with apply.
-    kubectl(
-        "create", "-f", "-", stdin=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n"
-    )
+    kubectl("create", "namespace", name)  # a typed generator: the body goes as protobuf
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
