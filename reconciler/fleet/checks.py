@@ -1,0 +1,137 @@
+"""Checks that need the whole fleet, run once every entry has been validated on its own.
+
+Pydantic validates each value where it stands; some rules need several entries at once:
+names are unique, a selector's names exist, and every templated path renders (and stays
+in its repository) on every cluster the application selects.  They run on the entries
+that validated, so a user sees these problems together with every other one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from reconciler.fleet.messages import Loc, Problem, known, quote
+from reconciler.fleet.model import Application, Cluster
+from reconciler.fleet.paths import MissingLabel, PathError, static_problems, target_paths
+
+__all__ = ["Entry", "Findings", "check_fleet"]
+
+T = TypeVar("T")
+
+#: Clusters named in one "missing label" message; the rest are counted.
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One item of ``clusters`` or ``applications``: the name written, and the valid value.
+
+    ``value`` is None when the item did not validate; its name still counts for
+    duplicates and for selectors that name it.
+    """
+
+    written_name: object
+    value: T | None
+
+
+@dataclass
+class Findings:
+    """What the checks found: errors stop the fleet from loading, warnings do not."""
+
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def check_fleet(
+    clusters: Sequence[Entry[Cluster]], applications: Sequence[Entry[Application]]
+) -> Findings:
+    """Every whole-fleet problem of these entries, in the order of the file."""
+    findings = Findings()
+    findings.errors += _duplicates("clusters", clusters)
+    repeated = _duplicates("applications", applications)
+    findings.errors += repeated
+    skipped = {problem.loc[1] for problem in repeated}
+    names = sorted({e.written_name for e in clusters if isinstance(e.written_name, str)})
+    valid = [entry.value for entry in clusters if entry.value is not None]
+    for index, entry in enumerate(applications):
+        if entry.value is not None and index not in skipped:
+            _check_application(findings, index, entry.value, clusters=valid, names=names)
+    return findings
+
+
+def _duplicates(collection: str, entries: Sequence[Entry[T]]) -> list[Problem]:
+    first: dict[str, int] = {}
+    out: list[Problem] = []
+    for index, entry in enumerate(entries):
+        name = entry.written_name
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            out.append(
+                Problem(
+                    (collection, index, "name"),
+                    f"duplicate {quote(name)} (already used by {collection}[{first[name]}])",
+                )
+            )
+        else:
+            first[name] = index
+    return out
+
+
+def _check_application(
+    findings: Findings,
+    index: int,
+    app: Application,
+    *,
+    clusters: Sequence[Cluster],
+    names: Sequence[str],
+) -> None:
+    """Selector names exist, something matches, and the paths render on every target."""
+    entry: Loc = ("applications", index)
+    selector = app.destination.clusters
+    for n_index, name in enumerate(selector.names or ()):
+        if name not in names:
+            findings.errors.append(
+                Problem(
+                    (*entry, "destination", "clusters", "names", n_index),
+                    f"unknown cluster {quote(name)}" + known(name, names),
+                )
+            )
+    targets = [cluster for cluster in clusters if selector.matches(cluster)]
+    if not targets:
+        findings.warnings.append(
+            Problem((*entry, "destination", "clusters"), "matches no cluster; nothing is deployed")
+        )
+    source = app.source
+    value_files = source.helm.value_files if source.helm else ()
+    static = [
+        Problem((*entry, "source", *where), error.describe(None))
+        for where, error in static_problems(source.path, value_files)
+    ]
+    if static:
+        findings.errors += static
+        return
+    missing: dict[tuple[Loc, str, str], list[str]] = {}
+    for cluster in targets:
+        try:
+            target_paths(source.path, value_files, name=cluster.name, labels=cluster.labels)
+        except PathError as exc:
+            where = (*entry, "source", *exc.field)
+            if isinstance(exc.error, MissingLabel):
+                key = (where, exc.error.label, exc.error.template)
+                missing.setdefault(key, []).append(cluster.name)
+                continue
+            findings.errors.append(Problem(where, f"on cluster {quote(cluster.name)}: {exc}"))
+            return
+    for (where, label, template), lacking in missing.items():
+        shown = ", ".join(quote(name) for name in lacking[:_MAX_LISTED])
+        more = f" and {len(lacking) - _MAX_LISTED} more" if len(lacking) > _MAX_LISTED else ""
+        findings.errors.append(
+            Problem(
+                where,
+                f"label {quote(label)} used in {quote(template)} is missing on "
+                f"cluster{'s' if len(lacking) > 1 else ''} {shown}{more}",
+            )
+        )
