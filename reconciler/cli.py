@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from reconciler.errors import ConfigError, ReconcilerError
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
-    from reconciler.config import Application, Cluster, Fleet
     from reconciler.engine import Engine
+    from reconciler.fleet import Application, Cluster, Fleet
     from reconciler.outcome import Outcome
 
 EXIT_OK = 0
@@ -58,7 +58,7 @@ def short(text: str, width: int = 80) -> str:
 
 def load(args: argparse.Namespace) -> Fleet:
     """The fleet named by ``--config`` or ``RECONCILER_CONFIG`` (ConfigError otherwise)."""
-    from reconciler.config import load_fleet  # noqa: PLC0415 - keep start-up light
+    from reconciler.fleet import load_fleet  # noqa: PLC0415 - keep start-up light
 
     path = args.config or os.environ.get("RECONCILER_CONFIG", "")
     if not path:
@@ -212,6 +212,19 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_FAILED if outcome.drift else EXIT_OK
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """Print the fleet file's JSON Schema, for editors and linters in CI."""
+    from reconciler.fleet import json_schema  # noqa: PLC0415
+    from reconciler.yamlio import dump  # noqa: PLC0415
+
+    schema = json_schema()
+    if args.output == "yaml":
+        print(dump(schema), end="")
+    else:
+        print_json(schema)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------
 
 
@@ -281,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--cluster", action="append", required=True, metavar="NAME")
     add_output_argument(diff)
     diff.set_defaults(handler=_cmd_diff)
+
+    schema = sub.add_parser(
+        "schema",
+        help="print the fleet file's JSON Schema",
+        description="Print the JSON Schema (draft 2020-12) of the fleet file, for editors "
+        "and CI linters. It checks the shape; 'reconciler validate' also checks what needs "
+        "the whole fleet (duplicate names, templates on every cluster).",
+    )
+    schema.add_argument("-o", "--output", choices=["json", "yaml"], default="json")
+    schema.set_defaults(handler=_cmd_schema)
 
     from reconciler.cli_runtime import add_parsers  # noqa: PLC0415
 
