@@ -24,8 +24,8 @@ from celery.schedules import schedule
 from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
 from redbeat.schedulers import get_redis
 
-from reconciler.config import Application, Fleet
 from reconciler.errors import ConfigError
+from reconciler.fleet import Application, Fleet
 from reconciler.outcome import Trigger
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records

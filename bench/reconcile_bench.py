@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from reconciler.config import parse_fleet
 from reconciler.engine import Engine, Options
+from reconciler.fleet import parse_fleet
 from reconciler.model import SyncStatus
 from reconciler.store.provision import free_port
 

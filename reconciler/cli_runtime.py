@@ -19,7 +19,7 @@ from reconciler.store.provision import redis_answers
 if TYPE_CHECKING:
     import redis
 
-    from reconciler.config import Fleet
+    from reconciler.fleet import Fleet
 
 
 def _redis_url() -> str:

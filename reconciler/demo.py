@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from reconciler.config import FrozenMap, load_fleet
 from reconciler.errors import ConfigError
+from reconciler.fleet import FrozenMap, load_fleet
 
 __all__ = [
     "APPS_DIR",

@@ -23,8 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from reconciler.config import Fleet, load_fleet
 from reconciler.errors import ConfigError, TransientError
+from reconciler.fleet import Fleet, load_fleet
 from reconciler.store.provision import free_port, provide_redis
 from reconciler.store.records import Records
 

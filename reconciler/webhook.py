@@ -35,8 +35,8 @@ from enum import StrEnum
 from typing import Any, TypeGuard
 from urllib.parse import parse_qs
 
-from reconciler.config import Fleet, redact_url
 from reconciler.errors import PermanentError
+from reconciler.fleet import Fleet, redact_url
 from reconciler.model import type_name
 
 __all__ = [

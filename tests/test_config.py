@@ -9,6 +9,7 @@ Each case file starts with comment directives the tests read:
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 import re
 import textwrap
@@ -16,25 +17,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import (
+from reconciler.cli import main
+from reconciler.errors import ConfigError
+from reconciler.fleet import (
     Application,
     Cluster,
     ClusterSelector,
     Destination,
+    DirectorySource,
     Fleet,
+    HelmSource,
     IgnoreRule,
+    JsonnetArg,
+    JsonnetSource,
     LabelRequirement,
     Operator,
     Source,
     SyncPolicy,
+    Target,
+    json_schema,
     load_fleet,
     parse_fleet,
     redact_url,
 )
-from reconciler.errors import ConfigError
 from reconciler.model import ObjectKey
 from reconciler.yamlio import dump
 
@@ -628,3 +637,219 @@ def test_arbitrary_structures_raise_only_config_error(data: object) -> None:
 @given(fleet_like)
 def test_fleet_shaped_structures_raise_only_config_error(data: dict[str, Any]) -> None:
     _only_config_errors(dump(data))
+
+
+# --------------------------------------------------------------------------------------
+# Renderers, wave timeouts and targets
+# --------------------------------------------------------------------------------------
+
+
+def test_renderer_fields() -> None:
+    fleet = load_fleet(DATA / "valid" / "renderers.yaml")
+    web = fleet.application("web")
+    assert web.source.helm == HelmSource(
+        release_name="web-frontend",
+        value_files=(
+            "values.yaml", "values-{{ cluster.labels.env }}.yaml", "../common/values.yaml"
+        ),
+        values={"replicaCount": 2, "image": {"tag": "1.2.3"}, "hosts": ["a.example.org"]},
+        skip_crds=True,
+        engine="binary",
+    )
+    assert web.source.jsonnet is None and web.source.directory is None
+    assert web.sync.wave_timeout_seconds == 90.0
+    defaults = fleet.application("web-defaults")
+    assert defaults.source.helm == HelmSource(None, (), {}, False, "sdk")
+    assert defaults.sync.wave_timeout_seconds == 120.0  # from defaults.sync
+    dashboards = fleet.application("dashboards").source.jsonnet
+    assert dashboards == JsonnetSource(
+        tlas={"name": JsonnetArg("web"), "replicas": JsonnetArg("2", code=True)},
+        ext_vars={"env": JsonnetArg("prod"), "debug": JsonnetArg("false", code=True)},
+        libs=("vendor", "lib"),
+    )
+    assert fleet.application("plain").source.directory == DirectorySource(
+        recurse=False, include="*.yaml", exclude="test/*"
+    )
+    assert DirectorySource() == DirectorySource(recurse=True, include=None, exclude=None)
+    assert SyncPolicy().wave_timeout_seconds == 300.0
+
+
+def test_values_with_maps_stay_hashable_and_picklable() -> None:
+    fleet = load_fleet(DATA / "valid" / "renderers.yaml")
+    assert len({*fleet.applications}) == len(fleet.applications)
+    again = pickle.loads(pickle.dumps(fleet))
+    assert again == fleet
+    assert hash(again.application("web")) == hash(fleet.application("web"))
+    target = fleet.target("web", "dev-eu-1")
+    assert pickle.loads(pickle.dumps(target)) == target
+    assert hash(target) == hash(copy.deepcopy(target))
+
+
+@pytest.mark.parametrize(
+    ("app", "cluster", "path", "value_files"),
+    [
+        ("web", "prod-eu-1", "charts/web",
+         ("charts/web/values.yaml", "charts/web/values-prod.yaml", "charts/common/values.yaml")),
+        ("web", "dev-eu-1", "charts/web",
+         ("charts/web/values.yaml", "charts/web/values-dev.yaml", "charts/common/values.yaml")),
+        ("dashboards", "dev-eu-1", "dashboards/dev-eu-1", ()),
+        ("plain", "prod-eu-1", "", ()),  # the repository root
+    ],
+)  # fmt: skip
+def test_target_fills_the_templates_for_its_cluster(
+    app: str, cluster: str, path: str, value_files: tuple[str, ...]
+) -> None:
+    fleet = load_fleet(DATA / "valid" / "renderers.yaml")
+    target = fleet.target(app, cluster)
+    assert target == Target(fleet.application(app), fleet.cluster(cluster), path, value_files)
+    assert target.name == f"{app}/{cluster}"
+    assert fleet.source_path(target.app, target.cluster) == (path or ".")
+
+
+def test_target_errors_name_the_file_the_entry_and_the_field() -> None:
+    helm = HelmSource(value_files=("values.yaml", "values-{{ cluster.labels.env }}.yaml"))
+    app = Application("web", Source("/srv/x", "HEAD", "charts/web", helm=helm))
+    only_eu = Application(
+        "eu", Source("/srv/x"), Destination(clusters=ClusterSelector(match_labels={"r": "eu"}))
+    )
+    cluster = Cluster("edge-1", "edge-1", None, {"region": "eu"})
+    fleet = Fleet(clusters=(cluster,), applications=(only_eu, app), path="fleet.yaml")
+    with pytest.raises(ConfigError) as caught:
+        fleet.target("web", "edge-1")
+    assert str(caught.value) == (
+        'fleet.yaml: applications[1] (web): source.helm.valueFiles[1]: cluster "edge-1" has '
+        'no label "env" (used in "values-{{ cluster.labels.env }}.yaml")'
+    )
+    with pytest.raises(ConfigError, match=r'^fleet.yaml: unknown application "wbe" \(did you'):
+        fleet.target("wbe", "edge-1")
+    with pytest.raises(ConfigError, match=r'^fleet.yaml: unknown cluster "edge-2" \(did you'):
+        fleet.target("web", "edge-2")
+    with pytest.raises(ConfigError) as caught:
+        fleet.target("eu", "edge-1")
+    assert str(caught.value) == (
+        'fleet.yaml: applications[0] (eu): destination.clusters: does not select cluster "edge-1"'
+    )
+
+
+def test_renderers_are_one_of_three() -> None:
+    message = error_of(
+        """
+        clusters: []
+        applications:
+          - {name: a, source: {repo: /srv/x, jsonnet: {}, directory: {}, helm: {}}}
+        """
+    )
+    assert message == (
+        "fleet.yaml: applications[0] (a): source: helm and jsonnet and directory cannot be "
+        "combined (use one of helm, jsonnet, directory)"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# JSON Schema
+# --------------------------------------------------------------------------------------
+
+_ANNOTATIONS = {"$schema", "$defs", "title", "description", "default"}
+
+
+def schema_problems(value: object, schema: dict[str, Any], root: dict[str, Any]) -> list[str]:
+    """The keywords of JSON Schema that ``reconciler schema`` uses, and only those.
+
+    jsonschema is not installed here; a keyword this does not know fails the test, so the
+    schema cannot grow a rule the tests silently skip.
+    """
+    unknown = set(schema) - _ANNOTATIONS - {
+        "$ref", "anyOf", "type", "enum", "pattern", "properties", "required",
+        "additionalProperties", "items",
+    }  # fmt: skip
+    assert not unknown, f"schema keywords not understood by the test: {unknown}"
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/$defs/")
+        return schema_problems(value, root["$defs"][name], root)
+    if "anyOf" in schema:
+        tried = [schema_problems(value, option, root) for option in schema["anyOf"]]
+        return [] if any(not problems for problems in tried) else [p for t in tried for p in t]
+    kinds = {
+        "string": str, "boolean": bool, "object": dict, "array": list, "null": type(None),
+        "number": (int, float),
+    }  # fmt: skip
+    if "type" in schema:
+        wanted = kinds[schema["type"]]
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
+            return [f"{value!r} is not of type {schema['type']}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{value!r} is not one of {schema['enum']}"]
+    if "pattern" in schema and not re.search(schema["pattern"], str(value)):
+        return [f"{value!r} does not match {schema['pattern']}"]
+    problems: list[str] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        problems += [f"{key} is required" for key in schema.get("required", ()) if key not in value]
+        for key, item in value.items():
+            if key in properties:
+                problems += schema_problems(item, properties[key], root)
+            elif schema.get("additionalProperties") is False:
+                problems.append(f"{key}: additional property")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                problems += schema_problems(item, schema["additionalProperties"], root)
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            problems += schema_problems(item, schema["items"], root)
+    return problems
+
+
+def _documents() -> list[tuple[str, Any]]:
+    cases = [(case.name, yaml.safe_load(case.read_text())) for case in VALID]
+    return cases + [(f"{case.name} normalised", load_fleet(case).to_dict()) for case in VALID]
+
+
+@pytest.mark.parametrize(("name", "document"), _documents(), ids=[n for n, _ in _documents()])
+def test_schema_accepts_every_valid_case_and_the_normalised_form(
+    name: str, document: Any
+) -> None:
+    schema = json_schema()
+    assert schema_problems(document, schema, schema) == []
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"applicatons": []}, "applicatons: additional property"),
+        ({"clusters": [{"name": "a", "lables": {}}]}, "lables: additional property"),
+        ({"applications": [{"name": "a", "source": {"repo": "/x", "helm": {"skipCrd": True}}}]},
+         "skipCrd: additional property"),
+        ({"applications": [{"name": "a", "source": {"repo": "/x"}, "sync": {"self_heal": True}}]},
+         "self_heal: additional property"),
+        ({"applications": [{"name": "a"}]}, "source is required"),
+        ({"applications": [{"name": "a", "source": {"repo": "/x"}, "sync": {"interval": "6x"}}]},
+         "does not match"),
+    ],
+)  # fmt: skip
+def test_schema_refuses_unknown_fields(document: dict[str, Any], problem: str) -> None:
+    schema = json_schema()
+    problems = schema_problems(document, schema, schema)
+    assert any(problem in p for p in problems), problems
+
+
+def test_schema_uses_the_file_names_and_describes_every_field() -> None:
+    schema = json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    sync = schema["$defs"]["SyncPolicy"]
+    assert {"selfHeal", "allowEmpty", "interval", "waveTimeout"} <= set(sync["properties"])
+    helm = schema["$defs"]["HelmSource"]["properties"]
+    assert {"releaseName", "valueFiles", "values", "skipCrds", "engine"} == set(helm)
+    for name, definition in [("(root)", schema), *schema["$defs"].items()]:
+        if definition.get("type") != "object":
+            continue
+        assert definition["additionalProperties"] is False, name
+        for key, prop in definition["properties"].items():
+            assert prop.get("description"), f"{name}.{key} has no description"
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_schema_command_prints_the_schema(
+    output: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["schema", "-o", output]) == 0
+    printed = capsys.readouterr().out
+    assert (json.loads(printed) if output == "json" else yaml.safe_load(printed)) == json_schema()

@@ -17,7 +17,6 @@ from kubernetes import client, config
 
 import kubesim
 from kubesim.runtime import SimHandle
-from reconciler.config import Fleet, load_fleet
 from reconciler.demo import (
     APPS_DIR,
     DEMO_CLUSTERS,
@@ -29,6 +28,7 @@ from reconciler.demo import (
     main,
 )
 from reconciler.engine import Engine
+from reconciler.fleet import Fleet, load_fleet
 from reconciler.model import Action, Health, SyncStatus
 from reconciler.outcome import Outcome
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.config import Fleet, parse_fleet
 from reconciler.errors import PermanentError
+from reconciler.fleet import Fleet, parse_fleet
 from reconciler.webhook import (
     MAX_BODY_BYTES,
     Provider,

@@ -18,9 +18,9 @@ from typing import Any
 
 import redis
 
-from reconciler.config import Fleet, Source, load_fleet
 from reconciler.engine import Engine
 from reconciler.errors import ConfigError
+from reconciler.fleet import Fleet, Source, load_fleet
 from reconciler.kube import ClientFactory
 from reconciler.render import RenderedObject
 from reconciler.source import GitSource, default_cache_dir

@@ -88,13 +88,12 @@ def reconcile_app(
         log.warning("reconcile_app %s: source: %s", app_name, exc)
         commit = None
     if commit is not None:
-        for path in sorted({fleet.source_path(application, c) for c in targets}):
-            render_path = "" if path == "." else path
-            if not rt.renders.has(commit, render_key(application.source, render_path)):
+        for path in sorted({fleet.target(app_name, c.name).path for c in targets}):
+            if not rt.renders.has(commit, render_key(application.source, path)):
                 try:
-                    rt.render(application.source, commit, render_path)
+                    rt.render(application.source, commit, path)
                 except ReconcilerError as exc:
-                    log.warning("reconcile_app %s: render %s: %s", app_name, path, exc)
+                    log.warning("reconcile_app %s: render %s: %s", app_name, path or ".", exc)
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
     label = route_label()
     sent = []

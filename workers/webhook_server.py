@@ -41,8 +41,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from reconciler.config import Fleet, redact_url
 from reconciler.errors import ConfigError
+from reconciler.fleet import Fleet, redact_url
 from reconciler.model import Health, SyncStatus
 from reconciler.outcome import Trigger
 from reconciler.store.keys import Keys

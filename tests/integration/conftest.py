@@ -13,8 +13,8 @@ from kubernetes import client, config
 
 import kubesim
 from kubesim.runtime import SimHandle
-from reconciler.config import Fleet, parse_fleet
 from reconciler.engine import Engine
+from reconciler.fleet import Fleet, parse_fleet
 from tests.gitrepo import GitRepo
 
 

@@ -13,7 +13,7 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import ensure_conf, get_redis
 
 from beat.scheduler import entry_name, forget_departed_targets, jitter_fraction, sync_schedule
-from reconciler.config import Fleet, parse_fleet
+from reconciler.fleet import Fleet, parse_fleet
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from workers.app import settings
