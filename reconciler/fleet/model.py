@@ -920,9 +920,12 @@ class Fleet:
 
     def application(self, name: str) -> Application:
         """The application called ``name``; ConfigError naming close known names otherwise."""
-        for app in self.applications:
+        return self.applications[self._application_index(name)]
+
+    def _application_index(self, name: str) -> int:
+        for index, app in enumerate(self.applications):
             if app.name == name:
-                return app
+                return index
         raise ConfigError(
             f"{self.path}: unknown application {quote(name)}"
             + known(name, [a.name for a in self.applications])
@@ -939,9 +942,9 @@ class Fleet:
         the application does not select the cluster, or a template does not render for
         it (a label the cluster lacks, a path that leaves the repository).
         """
-        application = self.application(app)
+        index = self._application_index(app)
+        application = self.applications[index]
         member = self.cluster(cluster)
-        index = self.applications.index(application)
         if not application.destination.clusters.matches(member):
             raise ConfigError(
                 describe(

@@ -111,14 +111,16 @@ def repo_path(path: str, *, shown: str | None = None) -> str:
     Refuses the empty path, absolute paths and anything that leaves the repository;
     ``shown`` is what messages quote when that is not ``path`` itself (a template).
     """
-    quoted = quote(path if shown is None else shown)
     if not path:
         raise TemplateError('must not be empty (use "." for the repository root)')
+    written = path if shown is None else shown
     if path.startswith("/"):
-        raise TemplateError(f"{quoted} is absolute; paths are relative to the repository root")
+        raise TemplateError(
+            f"{quote(written)} is absolute; paths are relative to the repository root"
+        )
     normal = posixpath.normpath(path)
     if normal == ".." or normal.startswith("../"):
-        raise TemplateError(f"{quoted} leaves the repository")
+        raise TemplateError(f"{quote(written)} leaves the repository")
     return "" if normal == "." else normal
 
 
@@ -160,12 +162,14 @@ def target_paths(
 
 
 def _value_file(base: str, rendered: str, *, shown: str | None = None) -> str:
-    quoted = quote(rendered if shown is None else shown)
+    written = rendered if shown is None else shown
     if not rendered:
         raise TemplateError("must not be empty")
     if rendered.startswith("/"):
-        raise TemplateError(f"{quoted} is absolute; value files are relative to the chart path")
+        raise TemplateError(
+            f"{quote(written)} is absolute; value files are relative to the chart path"
+        )
     try:
         return repo_path(posixpath.join(base, rendered))
     except TemplateError:
-        raise TemplateError(f"{quoted} leaves the repository") from None
+        raise TemplateError(f"{quote(written)} leaves the repository") from None
