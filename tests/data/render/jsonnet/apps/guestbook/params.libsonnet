@@ -1,0 +1,3 @@
+{
+  image: 'registry.example.com/guestbook:1.2.0',
+}
