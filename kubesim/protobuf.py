@@ -11,8 +11,8 @@ accept.
 No maintained package on PyPI ships the Kubernetes API messages compiled for Python (the one
 there, ``k8s-proto``, stopped in 2019 at core/v1 and needs protobuf < 4), so the decoder is
 small and table-driven: a wire-format reader, and field tables copied from the upstream
-``generated.proto`` files (k8s.io/api core/v1, apps/v1, batch/v1, rbac/v1, policy/v1,
-autoscaling/v1; k8s.io/apimachinery meta/v1, intstr, resource) with the Go types'
+``generated.proto`` files (k8s.io/api core/v1, apps/v1, batch/v1, networking/v1, rbac/v1,
+policy/v1, autoscaling/v1; k8s.io/apimachinery meta/v1, intstr, resource) with the Go types'
 pointer-ness and ``omitempty`` from their ``types.go``.
 
 The JSON shape follows Go's marshalling of the decoded struct, because that is what a real
@@ -849,6 +849,61 @@ message RoleRef
   2 kind string !
   3 name string !
 
+# -- k8s.io/api networking/v1 --
+
+message Ingress
+  1 metadata ObjectMeta
+  2 spec IngressSpec
+  3 status IngressStatus
+
+message IngressSpec
+  4 ingressClassName string *
+  1 defaultBackend IngressBackend
+  2 tls []IngressTLS
+  3 rules []IngressRule
+
+message IngressBackend
+  4 service IngressServiceBackend
+  3 resource TypedLocalObjectReference
+
+message IngressServiceBackend
+  1 name string !
+  2 port ServiceBackendPort
+
+message ServiceBackendPort
+  1 name string
+  2 number int32
+
+message IngressTLS
+  1 hosts []string
+  2 secretName string
+
+message IngressRule
+  1 host string
+  2 ingressRuleValue IngressRuleValue inline
+
+message IngressRuleValue
+  1 http HTTPIngressRuleValue
+
+message HTTPIngressRuleValue
+  1 paths []HTTPIngressPath !
+
+message HTTPIngressPath
+  1 path string
+  3 pathType string *
+  2 backend IngressBackend
+
+message IngressStatus
+  1 loadBalancer IngressLoadBalancerStatus
+
+message IngressLoadBalancerStatus
+  1 ingress []IngressLoadBalancerIngress
+
+message IngressLoadBalancerIngress
+  1 ip string
+  2 hostname string
+  4 ports []PortStatus
+
 # -- k8s.io/api policy/v1 --
 
 message PodDisruptionBudget
@@ -900,6 +955,7 @@ _TOP_LEVEL: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",
+    ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
     ("autoscaling/v1", "Scale"): "Scale",
 }

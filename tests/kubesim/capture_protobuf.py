@@ -60,6 +60,10 @@ COMMANDS: dict[str, list[str]] = {
                     "--non-resource-url=/healthz"],
     "clusterrolebinding": ["clusterrolebinding", "viewer", "--clusterrole=viewer",
                            "--group=ops"],
+    "ingress": ["ingress", "web", "-n", NS, "--class=nginx",
+                "--rule=web.example.com/api*=web:80,tls=web-tls",
+                "--rule=web.example.com/=web:http", "--default-backend=web:80",
+                "--annotation=team=core"],
     "poddisruptionbudget": ["poddisruptionbudget", "web", "-n", NS, "--selector=app=web",
                             "--min-available=50%"],
 }  # fmt: skip
