@@ -242,6 +242,22 @@ def test_missing_dependency_names_it(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("engine", ["sdk", "binary"])
+def test_missing_dependency_is_refused_alike_by_both_engines(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # the check comes before any helm binary
+    with pytest.raises(RenderError, match=r"^charts/needs-deps/Chart\.yaml: chart needs-deps: "):
+        render_chart(HelmOptions("shop", engine=engine), path="charts/needs-deps")
+
+
+def test_invalid_chart_yaml_names_the_chart(tmp_path: Path) -> None:
+    repo = _chart_copy(tmp_path)
+    (repo / "charts" / "quiet" / "Chart.yaml").write_text("apiVersion: v2\nname: quiet\n")
+    with pytest.raises(RenderError, match=r"^charts/quiet: cannot load chart: .*version"):
+        render_chart(HelmOptions("shop"), path="charts/quiet", repo=repo)
+
+
 def test_missing_dependency_of_a_chart_that_never_vendored_it() -> None:
     with pytest.raises(RenderError, match=r"chart needs-deps: dependency postgresql 12\.x is not"):
         render_chart(HelmOptions("shop"), path="charts/needs-deps")

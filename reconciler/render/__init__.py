@@ -22,6 +22,7 @@ import posixpath
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler.errors import RenderError
+from reconciler.hooks import is_hook
 from reconciler.model import (
     APP_LABEL,
     MANAGED_BY_LABEL,
@@ -79,9 +80,6 @@ RENDERERS: Mapping[SourceKind, Renderer] = {
     SourceKind.HELM: render_helm,
     SourceKind.JSONNET: render_jsonnet,
 }
-
-#: Annotations that make an object a hook (ours, Argo CD's, Helm's): run, not kept.
-HOOK_ANNOTATIONS = ("reconciler.dev/hook", "argocd.argoproj.io/hook", "helm.sh/hook")
 
 
 def detect(files: Mapping[str, bytes]) -> SourceKind:
@@ -154,12 +152,6 @@ def render(
     if not objects:  # every renderer says why itself; this keeps the promise regardless
         raise EmptyRender(f"{request.label}: {kind} source rendered no objects")
     return objects
-
-
-def is_hook(manifest: Manifest) -> bool:
-    """Whether the object carries a hook annotation of any dialect."""
-    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
-    return any(name in annotations for name in HOOK_ANNOTATIONS)
 
 
 def finalize(

@@ -97,6 +97,7 @@ def render_helm(request: RenderRequest) -> list[RenderedObject]:
         if chart_dir is None or not (chart_dir / CHART_FILE).is_file():
             raise RenderError(f"{label}: {CHART_FILE} not found in the materialised tree")
         value_files = [_value_file(root, name, label=label) for name in options.value_files]
+        _check_dependencies(chart_dir, chart=chart_name, where=request.repo_path(CHART_FILE))
 
         def message(text: str) -> str:
             return helm_message(strip_root(text, root), chart=chart_name, path=request.path)
@@ -106,10 +107,7 @@ def render_helm(request: RenderRequest) -> list[RenderedObject]:
             for name, path in value_files:
                 values = merge_values(values, _read_values(path, source=name))
             values = merge_values(values, _json_values(options.values, label=label))
-            rendered = _render_sdk(
-                chart_dir, values, options, label=label,
-                chart_file=request.repo_path(CHART_FILE), message=message,
-            )  # fmt: skip
+            rendered = _render_sdk(chart_dir, values, options, label=label, message=message)
         else:
             inline = root.parent / "values.json"  # outside the repository: Helm's -f input
             inline.write_text(json.dumps(_json_values(options.values, label=label)))
@@ -217,7 +215,6 @@ def _render_sdk(
     options: HelmOptions,
     *,
     label: str,
-    chart_file: str,
     message: Callable[[str], str],
 ) -> list[tuple[str, str]]:
     """``(chart path, text)`` of the chart's CRDs (unless skipped) and rendered templates."""
@@ -237,8 +234,6 @@ def _render_sdk(
         render_options["api_versions"] = list(options.api_versions)
     try:
         with helm.Chart.load(chart_dir) as chart:
-            dependencies = helm.dependency_list(chart_dir)
-            _check_dependencies(dependencies, chart=chart.name, where=chart_file)
             # Chart.render has no parameters for Capabilities; the library's options do.
             payload = _native.call_string(
                 "helm_render", chart._raw(), json.dumps(values), json.dumps(render_options)
@@ -256,14 +251,19 @@ def _render_sdk(
     return out
 
 
-def _check_dependencies(
-    dependencies: Sequence[Mapping[str, Any]], *, chart: str, where: str
-) -> None:
+def _check_dependencies(chart_dir: Path, *, chart: str, where: str) -> None:
     """Refuse dependencies listed in Chart.yaml and absent from ``charts/``.
 
     Helm refuses them too (even a disabled one), but its message does not say what to do
-    about it in a GitOps repository, where nothing is downloaded at render time.
+    about it in a GitOps repository, where nothing is downloaded at render time.  Helm's
+    own dependency listing decides, for both engines, so they refuse alike.
     """
+    import helm_python as helm  # noqa: PLC0415 - starts a Go runtime: not before a fork
+
+    try:
+        dependencies = helm.dependency_list(chart_dir)
+    except helm.HelmError:
+        return  # an unreadable Chart.yaml: the engine's own load reports it better
     missing = [
         f"{dep.get('name')} {dep.get('version') or '(any version)'}"
         for dep in dependencies
