@@ -1,59 +1,99 @@
 """Reconcile one target: one application on one cluster, Git to cluster.
 
 ``Engine.reconcile`` is a straight script of named stages, as Flux's kustomize-controller
-``reconcile()`` is: source, render, live state, pair and diff, apply, prune, health,
-outcome.  Every stage either passes its result on or records why it stopped; nothing
-here retries (the caller decides, from the outcome's ``retryable``).
+``reconcile()`` is: source, render, live state, plan, then (when the plan says to sync)
+namespaces, stage one (Namespaces and CRDs), server dry-run of the rest, PreSync hooks,
+the waves (each gated on the health of the one before when the sync has waves or hooks),
+prune, inventory, PostSync hooks; finally health and the verdict.  A stage that fails
+stops the run with a named ``Reason``; the sync status is decided in one place
+(``_verdict``).  Nothing here retries: the caller decides, from ``Outcome.retryable``.
 
-Safety rules kept here, not in callers:
+What to do is decided by the pure ``reconciler.plan``; this module only does it.  Safety
+rules kept here, not in callers:
 
-* a server dry-run of every object to be written comes first; if any is rejected, nothing
-  is applied and each rejected object is named with the server's reason;
-* objects without drift are not written, so resourceVersions do not churn;
+* a server dry-run of every object of stage two comes before any of them, and before any
+  hook runs: one rejection applies nothing more, and each rejected object is named;
+* objects without drift are not written, so resourceVersions do not churn, and hooks run
+  only when a sync writes something (a new revision or healed drift);
+* a change the server refuses as immutable fails naming the field, unless the object
+  allows replacement (``Replace=true``): then it is deleted and created again;
 * prune candidates are "last inventory, plus live objects carrying both ownership labels,
-  minus desired now"; never when the render came out empty unless ``allowEmpty``; never an
-  object annotated ``reconciler.dev/prune: "false"``; never what this application does
-  not own.
+  minus desired now"; never when the render came out empty unless ``allowEmpty``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from reconciler import inventory as inv
-from reconciler.config import Application, Cluster, Fleet, Source
-from reconciler.diff import ObjectDiff, diff, pair
-from reconciler.errors import ClusterError, ReconcilerError, RenderError
+from reconciler.errors import ClusterUnavailable, Invalid, ReconcilerError, RenderError
+from reconciler.fleet import Source, Target
 from reconciler.health import aggregate, health_of
+from reconciler.hooks import DeletePolicy, Hook, HookResult, Phase
 from reconciler.kube.client import ClientFactory, KubeClient
-from reconciler.masking import masked
-from reconciler.model import (
-    APP_LABEL,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
-    PRUNE_ANNOTATION,
-    Action,
-    Health,
-    Manifest,
-    ObjectKey,
-    SyncStatus,
-    group_of,
+from reconciler.model import Action, Health, Manifest, ObjectKey, SyncStatus, group_of
+from reconciler.outcome import Change, HookRun, Outcome, Problem, Reason, Trigger, timestamp
+from reconciler.plan import Plan, plan
+from reconciler.render import (
+    DirectoryOptions,
+    EmptyRender,
+    HelmOptions,
+    JsonnetArg,
+    JsonnetOptions,
+    RenderedObject,
+    SourceKind,
+    detect,
+    finalize,
+    render,
 )
-from reconciler.order import phases, sort_for_prune
-from reconciler.outcome import Change, Drift, Outcome, Problem, Trigger, timestamp
-from reconciler.render import RenderedObject, finalize, render
 from reconciler.source import GitSource
+
+_CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
+
+
+@dataclass(frozen=True)
+class RenderInput:
+    """Everything a render depends on besides the commit; its ``key`` names cached renders.
+
+    ``helm`` is the application's own Helm options; ``chart`` the options a chart found
+    by detection renders with (release name, namespace and the cluster's
+    ``.Capabilities``), used only when the path turns out to hold one.  Capabilities are
+    per cluster version, so every cluster of one version shares one cached render.
+    """
+
+    repo: str
+    path: str
+    chart: HelmOptions
+    helm: HelmOptions | None = None
+    jsonnet: JsonnetOptions | None = None
+    directory: DirectoryOptions | None = None
+
+    def key(self) -> str:
+        """A stable digest of the inputs, for the render cache."""
+        data = {
+            "repo": self.repo,
+            "path": self.path,
+            "chart": _plain(self.chart),
+            "helm": _plain(self.helm),
+            "jsonnet": _plain(self.jsonnet),
+            "directory": _plain(self.directory),
+        }
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
 
 #: ``resolve(source, fresh) -> commit``: how the engine learns the revision to apply.
 Resolver = Callable[[Source, bool], str]
-#: ``objects(source, commit, path) -> rendered objects``: how it gets manifests.
-Renderer = Callable[[Source, str, str], list[RenderedObject]]
-
-_CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
+#: ``objects(input, commit) -> rendered objects``: how it gets manifests.
+Renderer = Callable[[RenderInput, str], list[RenderedObject]]
 
 
 @dataclass(frozen=True)
@@ -68,29 +108,43 @@ class Options:
     fresh: bool = True
     #: A commit already resolved by the caller (the same for every target of one run).
     revision: str | None = None
-    #: Seconds to wait for a CRD applied in this run to be Established.
+    #: Seconds to wait for a CRD applied in this run to be Established, or for an object
+    #: being replaced to be gone.
     crd_timeout: float = 60.0
+    #: First pause between health polls of a wave or a hook; it grows to ``max_poll``.
+    poll: float = 0.05
+    max_poll: float = 1.0
+
+
+class _Stop(ReconcilerError):
+    """A stage stopped the run: the named reason and the problems to record.
+
+    An error of ours, so callers of a single stage (``desired``) handle it as any other.
+    """
+
+    def __init__(self, reason: Reason, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems) or reason.value)
+        self.reason = reason
+        self.problems = list(problems)
+        self.retryable = bool(self.problems) and all(p.retryable for p in self.problems)
+
+
+@contextmanager
+def _stage(reason: Reason) -> Iterator[None]:
+    """Any error of ours raised inside the block stops the run with ``reason``."""
+    try:
+        yield
+    except _Stop:
+        raise
+    except ReconcilerError as exc:
+        raise _Stop(reason, [Problem(str(exc), exc.retryable)]) from exc
 
 
 @dataclass
-class _Run:
-    """State shared by the stages of one run."""
+class _Applied:
+    """The live objects as this run leaves them (apply results replace listed ones)."""
 
-    app: Application
-    cluster: Cluster
-    trigger: Trigger
-    options: Options
-    outcome: Outcome
-    kube: KubeClient | None = None
-    desired: list[Manifest] = field(default_factory=list)
-    live: dict[ObjectKey, Manifest] = field(default_factory=dict)
-    inventory: inv.Inventory = field(default_factory=inv.Inventory)
-    diffs: dict[ObjectKey, ObjectDiff] = field(default_factory=dict)
-    orphans: list[Manifest] = field(default_factory=list)
-    #: The live object after this run (apply results replace listed ones).
-    result: dict[ObjectKey, Manifest] = field(default_factory=dict)
-    #: Objects that left Git but stay because ``sync.prune`` is false.
-    unpruned: bool = False
+    objects: dict[ObjectKey, Manifest] = field(default_factory=dict)
 
 
 class Engine:
@@ -119,21 +173,25 @@ class Engine:
     def resolve_from_git(self, source: Source, fresh: bool) -> str:
         return self.source.resolve(source.repo, source.revision, fetch=fresh)
 
-    def render_from_git(self, source: Source, commit: str, path: str) -> list[RenderedObject]:
-        files = self.source.read_tree(source.repo, commit, path)
+    def render_from_git(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+        files = self.source.read_tree(spec.repo, commit, spec.path)
+        helm = spec.helm
+        if helm is None and spec.jsonnet is None and spec.directory is None:
+            helm = spec.chart if detect(files) is SourceKind.HELM else None
         return render(
             files,
-            path=path,
-            materialise=lambda directory: self.source.export(source.repo, commit, directory),
+            path=spec.path,
+            materialise=lambda directory: self.source.export(spec.repo, commit, directory),
+            helm=helm,
+            jsonnet=spec.jsonnet,
+            directory=spec.directory,
         )
 
     # -- the run -------------------------------------------------------------------------
 
     def reconcile(
         self,
-        fleet: Fleet,
-        app_name: str,
-        cluster_name: str,
+        target: Target,
         *,
         trigger: Trigger = Trigger.CLI,
         options: Options | None = None,
@@ -141,299 +199,577 @@ class Engine:
         """Reconcile one target and say what happened; never raises our own errors."""
         options = options or Options()
         started = time.monotonic()
+        app = target.app
         outcome = Outcome(
-            application=app_name,
-            cluster=cluster_name,
+            application=app.name,
+            cluster=target.cluster.name,
             trigger=trigger.value,
             started=timestamp(datetime.now(UTC)),
             dry_run=options.dry_run,
         )
+        the_plan: Plan | None = None
+        applied = _Applied()
+        executed = False
         try:
-            run = _Run(
-                fleet.application(app_name), fleet.cluster(cluster_name), trigger, options, outcome
-            )
-            self._stages(fleet, run)
-        except ReconcilerError as exc:
-            outcome.errors.append(Problem(str(exc), exc.retryable))
-        if outcome.errors:
-            outcome.sync = SyncStatus.FAILED
+            # 1. Source: the commit this run applies.
+            with _stage(Reason.SOURCE_FAILED):
+                commit = options.revision or self.resolve(app.source, options.fresh)
+            outcome.revision = commit
+            # 2. Render: the objects Git wants on this cluster.
+            desired, kube = self.desired(target, commit)
+            # 3. Live state: the inventory, then one list per kind (desired or inventoried).
+            with _stage(Reason.LIVE_STATE_FAILED):
+                inventory = inv.from_configmap(
+                    kube.get("", "ConfigMap", inv.NAMESPACE, inv.name_for(app.name))
+                )
+                live = self._read_live(kube, app.name, desired, inventory)
+            applied.objects = {ObjectKey.of(o): o for o in live}
+            # 4. Plan, pure: drift, what to write, prune and run.
+            with _stage(Reason.RENDER_FAILED):
+                the_plan = plan(desired, live, inventory, app.sync, trigger, commit,
+                                app=app.name, ignore=app.ignore_differences)  # fmt: skip
+            outcome.drift.extend(the_plan.drift)
+            outcome.changes.extend(Change(str(k), Action.UNCHANGED) for k in the_plan.unchanged)
+            # 5. Sync, when the plan says so.
+            if the_plan.sync and not options.dry_run:
+                executed = True
+                self._sync(kube, target, the_plan, inventory, options, outcome, applied)
+        except _Stop as stop:
+            outcome.reason = stop.reason.value
+            outcome.errors.extend(stop.problems)
+        # 6. Health of what the run leaves, and 7. the verdict.
+        outcome.health = _health(the_plan, applied, outcome)
+        outcome.sync = _verdict(outcome, the_plan, executed=executed)
         outcome.duration = round(time.monotonic() - started, 4)
         return outcome
 
-    def desired(
-        self, fleet: Fleet, app: Application, cluster: Cluster, commit: str
-    ) -> tuple[list[Manifest], KubeClient]:
-        """Stage 2 alone: the objects Git wants on ``cluster`` at ``commit``.
+    def desired(self, target: Target, commit: str) -> tuple[list[Manifest], KubeClient]:
+        """The render stage alone: the objects Git wants on the target's cluster at ``commit``.
 
-        Reads discovery from the cluster (to know which kinds are namespaced) and writes
-        nothing; ``reconciler validate`` uses it as is.
+        Reads discovery from the cluster (which kinds are namespaced; for Helm, the
+        version and API versions) and writes nothing; ``reconciler validate`` uses it as is.
+        Raises ``_Stop`` with ``RenderFailed`` (or the stage that could not reach the
+        cluster); an empty render is an error unless ``sync.allowEmpty``.
         """
-        path = fleet.source_path(app, cluster)
-        rendered = self.objects(app.source, commit, "" if path == "." else path)
-        kube = self.clients.for_cluster(
-            name=cluster.name, context=cluster.context, kubeconfig=cluster.kubeconfig
-        )
-        manifests = finalize(
-            rendered,
-            app=app.name,
-            default_namespace=app.destination.namespace,
-            namespaced=_scope(kube, rendered),
-        )
+        app = target.app
+        with _stage(Reason.LIVE_STATE_FAILED):
+            kube = self.client(target)
+            spec = self.render_input(target, kube)
+        with _stage(Reason.RENDER_FAILED):
+            try:
+                rendered = self.objects(spec, commit)
+            except EmptyRender as exc:
+                if not app.sync.allow_empty:
+                    raise RenderError(f"{exc}; nothing is applied or pruned (set "
+                                      "sync.allowEmpty to sync an empty render)") from exc
+                rendered = []
+            manifests = finalize(
+                rendered,
+                app=app.name,
+                default_namespace=app.destination.namespace,
+                namespaced=_scope(kube, rendered),
+            )
         return manifests, kube
 
-    def _stages(self, fleet: Fleet, run: _Run) -> None:
-        app, outcome = run.app, run.outcome
-        # 1. Source: the commit this run applies.
-        commit = run.options.revision or self.resolve(app.source, run.options.fresh)
-        outcome.revision = commit
-        # 2. Render: the objects Git wants on this cluster.
-        run.desired, run.kube = self.desired(fleet, app, run.cluster, commit)
-        kube = run.kube
-        # 3. Live state: the inventory, then one list per kind (desired or inventoried).
-        run.inventory = inv.from_configmap(
-            kube.get("", "ConfigMap", inv.NAMESPACE, inv.name_for(app.name))
+    def client(self, target: Target) -> KubeClient:
+        """The (reused) client of the target's cluster."""
+        cluster = target.cluster
+        return self.clients.for_cluster(
+            name=cluster.name, context=cluster.context, kubeconfig=cluster.kubeconfig
         )
-        self._read_live(run)
-        # 4. Pair and diff, pure.
-        self._compare(run)
-        if not self._should_apply(run, commit):
-            self._finish_without_apply(run)
-            return
-        # 5. Apply (dry-run of everything first), 6. prune, then record the inventory.
-        if not self._apply(run):
-            self._health(run)
-            return
-        self._prune(run)
-        self._write_inventory(run, commit)
-        # 7. Health and 8. outcome.
-        self._health(run)
-        if any(c.action is Action.FAILED for c in outcome.changes):
-            outcome.sync = SyncStatus.FAILED
-        elif run.unpruned:
-            outcome.sync = SyncStatus.OUT_OF_SYNC  # objects that left Git are still there
-        else:
-            outcome.sync = SyncStatus.SYNCED
 
-    def _read_live(self, run: _Run) -> None:
-        assert run.kube is not None
-        kinds = {(group_of(str(o["apiVersion"])), str(o["kind"])) for o in run.desired}
-        kinds |= {(e.key.group, e.key.kind) for e in run.inventory.entries}
-        for group, kind in sorted(kinds):
-            if run.kube.kind(group, kind) is None:
-                continue  # not served (yet): a CRD of this very run, or a deleted one
-            for obj in run.kube.list_owned(group, kind, run.app.name):
-                run.live[ObjectKey.of(obj)] = obj
-
-    def _compare(self, run: _Run) -> None:
-        pairing = pair(run.desired, list(run.live.values()))
-        ignore = run.app.ignore_differences
-        for desired, live in pairing.pairs:
-            result = diff(_masked(desired), masked(live), ignore=ignore)
-            run.diffs[result.key] = result
-            if result.changed:
-                kind = "missing" if live is None else "changed"
-                run.outcome.drift.append(
-                    Drift(str(result.key), kind, result.changed_paths, result.diff)
-                )
-        desired_keys = {ObjectKey.of(o) for o in run.desired}
-        orphans = {ObjectKey.of(o): o for o in pairing.orphans}
-        run.orphans = [
-            o for k, o in orphans.items() if k not in desired_keys and _owned(o, run.app)
-        ]
-        for obj in run.orphans:
-            run.outcome.drift.append(Drift(str(ObjectKey.of(obj)), "extra"))
-
-    def _should_apply(self, run: _Run, commit: str) -> bool:
-        if run.options.dry_run:
-            return False
-        if not run.outcome.drift and run.inventory.revision == commit:
-            return False
-        sync = run.app.sync
-        if run.trigger.forced:
-            return True
-        if not sync.automated or sync.suspended:
-            return False
-        # Without selfHeal, live drift alone is reported; a new revision is applied.
-        return sync.self_heal or run.inventory.revision != commit
-
-    def _finish_without_apply(self, run: _Run) -> None:
-        run.result = dict(run.live)
-        for obj in run.desired:
-            key = ObjectKey.of(obj)
-            if not run.diffs[key].changed:
-                run.outcome.changes.append(Change(str(key), Action.UNCHANGED))
-        self._health(run)
-        run.outcome.sync = SyncStatus.OUT_OF_SYNC if run.outcome.drift else SyncStatus.SYNCED
-
-    # -- 5. apply ------------------------------------------------------------------------
-
-    def _apply(self, run: _Run) -> bool:
-        """Dry-run every object to write, then apply phase by phase; False when refused."""
-        assert run.kube is not None
-        kube, outcome = run.kube, run.outcome
-        run.result = dict(run.live)
-        to_write = [o for o in run.desired if run.diffs[ObjectKey.of(o)].changed]
-        for obj in run.desired:
-            key = ObjectKey.of(obj)
-            if not run.diffs[key].changed:
-                outcome.changes.append(Change(str(key), Action.UNCHANGED))
-        if not to_write:
-            return True
-        self._ensure_namespaces(run, to_write)
-        served = {(k.group, k.kind) for k in (ObjectKey.of(o) for o in to_write)
-                  if kube.kind(k.group, k.kind) is not None}  # fmt: skip
-        rejected: list[Problem] = []
-        unchanged: set[ObjectKey] = set()
-        for obj in to_write:
-            key = ObjectKey.of(obj)
-            if (key.group, key.kind) not in served:
-                continue  # its CRD is applied in this run; validated when applied
-            try:
-                dry = kube.apply(obj, dry_run=True, force=run.app.sync.force)
-            except ClusterError as exc:
-                if exc.retryable:
-                    raise
-                rejected.append(Problem(f"{key}: {exc}", False, str(key)))
-                continue
-            live = run.live.get(key)
-            if live is not None and _same_object(dry, live):
-                unchanged.add(key)  # the server sees no change: our diff was stricter
-        if rejected:
-            outcome.errors.extend(rejected)
-            outcome.errors.append(
-                Problem(
-                    f"server dry-run rejected {len(rejected)} object(s); nothing applied", False
-                )
+    def render_input(self, target: Target, kube: KubeClient) -> RenderInput:
+        """What the target's render depends on; asks the cluster only for Helm."""
+        source, app = target.app.source, target.app
+        kube_version, api_versions = kube.capabilities()
+        chart = HelmOptions(release_name=app.name, namespace=app.destination.namespace,
+                            kube_version=kube_version, api_versions=api_versions)  # fmt: skip
+        helm = None
+        if source.helm is not None:
+            helm = HelmOptions(
+                release_name=source.helm.release_name or app.name,
+                namespace=app.destination.namespace,
+                value_files=target.value_files,
+                values=dict(source.helm.values),
+                skip_crds=source.helm.skip_crds,
+                engine=source.helm.engine,
+                kube_version=kube_version,
+                api_versions=api_versions,
             )
-            return False
-        for phase in phases(o for o in to_write if ObjectKey.of(o) not in unchanged):
-            for obj in phase:
-                self._apply_one(run, obj)
-            self._wait_for_crds(run, phase)
-        for key in unchanged:
-            outcome.changes.append(Change(str(key), Action.UNCHANGED, "no change on the server"))
-        return True
+        jsonnet = None
+        if source.jsonnet is not None:
+            jsonnet = JsonnetOptions(
+                tlas={k: JsonnetArg(v.value, v.code) for k, v in source.jsonnet.tlas.items()},
+                ext_vars={
+                    k: JsonnetArg(v.value, v.code) for k, v in source.jsonnet.ext_vars.items()
+                },
+                libs=tuple(source.jsonnet.libs),
+            )
+        directory = None
+        if source.directory is not None:
+            d = source.directory
+            directory = DirectoryOptions(recurse=d.recurse, include=d.include, exclude=d.exclude)
+        return RenderInput(source.repo, target.path, chart, helm, jsonnet, directory)
 
-    def _apply_one(self, run: _Run, obj: Manifest) -> None:
-        assert run.kube is not None
-        key = ObjectKey.of(obj)
-        try:
-            applied = run.kube.apply(obj, force=run.app.sync.force)
-        except ClusterError as exc:
-            if exc.retryable:
-                raise
-            run.outcome.changes.append(Change(str(key), Action.FAILED, str(exc)))
-            run.outcome.errors.append(Problem(f"{key}: {exc}", False, str(key)))
-            return
-        action = Action.CREATED if key not in run.live else Action.CONFIGURED
-        run.outcome.changes.append(Change(str(key), action))
-        run.result[key] = applied
+    def _read_live(
+        self, kube: KubeClient, app: str, desired: Sequence[Manifest], inventory: inv.Inventory
+    ) -> list[Manifest]:
+        """One list per kind the target has or had, by ownership labels."""
+        kinds = {(group_of(str(o["apiVersion"])), str(o["kind"])) for o in desired}
+        kinds |= {(e.key.group, e.key.kind) for e in inventory.entries}
+        live: list[Manifest] = []
+        for group, kind in sorted(kinds):
+            if kube.kind(group, kind) is None:
+                continue  # not served (yet): a CRD of this very run, or a deleted one
+            live.extend(kube.list_owned(group, kind, app))
+        return live
 
-    def _ensure_namespaces(self, run: _Run, objs: Sequence[Manifest]) -> None:
-        """Namespaces the objects go to must exist; create them when the policy says so."""
-        assert run.kube is not None
-        declared = {str(o["metadata"]["name"]) for o in run.desired if o["kind"] == "Namespace"}
-        needed = sorted(
-            {str(o["metadata"].get("namespace")) for o in objs if o["metadata"].get("namespace")}
-            - declared
+    # -- the sync ------------------------------------------------------------------------
+
+    def _sync(
+        self,
+        kube: KubeClient,
+        target: Target,
+        the_plan: Plan,
+        inventory: inv.Inventory,
+        options: Options,
+        outcome: Outcome,
+        applied: _Applied,
+    ) -> None:
+        """Execute a plan, stage by stage; a failing stage raises ``_Stop``.
+
+        Namespaces and CRDs go first (stage one) so the dry-run of the rest sees them and
+        hooks can run in a namespace the repository declares, as Argo CD creates
+        namespaces before PreSync.  On a permanent failure after that, SyncFail hooks run.
+        """
+        sync = target.app.sync
+        run_hooks = the_plan.changes_anything
+        outcome.hooks.extend(
+            HookRun(s.object, s.phase, HookResult.SKIPPED.value, s.reason)
+            for s in the_plan.skipped_hooks
         )
-        for name in needed:
-            if run.kube.get("", "Namespace", "", name) is not None:
-                continue
-            if not run.app.sync.create_namespace:
-                raise ClusterError(
-                    f"Namespace/{name}: does not exist on cluster {run.cluster.name} "
-                    "and sync.createNamespace is false"
+        hooks = _Hooks(self, kube, the_plan, options, outcome, sync.wave_timeout_seconds)
+        with _stage(Reason.NAMESPACE_MISSING):
+            self._ensure_namespaces(kube, target, the_plan, run_hooks, outcome)
+        # Stage one: Namespaces and CRDs, dry-run then applied, CRDs Established.
+        stage_one = _dry_run(kube, the_plan.scaffolding, the_plan, applied, force=sync.force)
+        with _stage(Reason.APPLY_FAILED):
+            for obj in the_plan.scaffolding:
+                self._apply_one(kube, obj, applied, outcome, force=sync.force,
+                                unchanged=stage_one.unchanged,
+                                replace=stage_one.replace)  # fmt: skip
+            self._wait_for_crds(kube, the_plan.scaffolding, options)
+        try:
+            # Stage two: everything else, dry-run first; one rejection applies nothing more.
+            rest = [o for wave in the_plan.waves for o in wave.writes]
+            checked = _dry_run(kube, rest, the_plan, applied, force=sync.force)
+            if run_hooks:
+                hooks.run(the_plan.hooks[Phase.PRE_SYNC], Phase.PRE_SYNC)
+            for index, wave in enumerate(the_plan.waves):
+                with _stage(Reason.APPLY_FAILED):
+                    for obj in wave.writes:
+                        self._apply_one(kube, obj, applied, outcome, force=sync.force,
+                                        unchanged=checked.unchanged, replace=checked.replace,
+                                        timeout=options.crd_timeout)  # fmt: skip
+                if run_hooks and wave.hooks:
+                    hooks.run(wave.hooks, Phase.SYNC)
+                later = index + 1 < len(the_plan.waves) or (
+                    run_hooks and bool(the_plan.hooks[Phase.POST_SYNC])
                 )
-            manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            run.kube.apply(manifest)
-            run.outcome.changes.append(Change(f"Namespace/{name}", Action.CREATED,
-                                              "createNamespace"))  # fmt: skip
+                if the_plan.gated and later:
+                    self._wait_healthy(kube, wave.number, wave.objects, applied, options,
+                                       sync.wave_timeout_seconds)  # fmt: skip
+            self._prune(kube, the_plan, applied, outcome)
+            with _stage(Reason.INVENTORY_FAILED):
+                self._write_inventory(kube, target, the_plan, inventory, outcome)
+            if run_hooks:
+                hooks.run(the_plan.hooks[Phase.POST_SYNC], Phase.POST_SYNC)
+        except _Stop as stop:
+            if run_hooks and not stop.retryable and the_plan.hooks[Phase.SYNC_FAIL]:
+                hooks.run(the_plan.hooks[Phase.SYNC_FAIL], Phase.SYNC_FAIL, fail=False)
+            raise
 
-    def _wait_for_crds(self, run: _Run, phase: Sequence[Manifest]) -> None:
+    def _ensure_namespaces(
+        self, kube: KubeClient, target: Target, the_plan: Plan, run_hooks: bool, outcome: Outcome
+    ) -> None:
+        """Namespaces the writes and hooks go to must exist, be declared, or be created."""
+        declared = {ObjectKey.of(o).name for o in the_plan.resources if o["kind"] == "Namespace"}
+        objs: list[Manifest] = list(the_plan.writes)
+        if run_hooks:
+            objs.extend(h.manifest for phase in the_plan.hooks.values() for h in phase)
+            objs.extend(h.manifest for wave in the_plan.waves for h in wave.hooks)
+        needed = sorted({ObjectKey.of(o).namespace for o in objs} - declared - {""})
+        for name in needed:
+            if kube.get("", "Namespace", "", name) is not None:
+                continue
+            if not target.app.sync.create_namespace:
+                raise _Stop(Reason.NAMESPACE_MISSING, [Problem(
+                    f"Namespace/{name}: does not exist on cluster {target.cluster.name}, is not "
+                    "declared in Git, and sync.createNamespace is false", False)])  # fmt: skip
+            manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            kube.apply(manifest)
+            outcome.changes.append(Change(f"Namespace/{name}", Action.CREATED, "createNamespace"))
+
+    def _apply_one(
+        self,
+        kube: KubeClient,
+        obj: Manifest,
+        applied: _Applied,
+        outcome: Outcome,
+        *,
+        force: bool,
+        unchanged: dict[ObjectKey, str],
+        replace: dict[ObjectKey, str],
+        timeout: float = 60.0,
+    ) -> None:
+        """Apply one object (or replace it, when the dry-run said so); record the change."""
+        key = ObjectKey.of(obj)
+        if key in unchanged:
+            outcome.changes.append(Change(str(key), Action.UNCHANGED, unchanged[key]))
+            return
+        if key in replace:
+            kube.delete(key.group, key.kind, key.namespace, key.name, propagation="Foreground")
+            _wait_gone(kube, key, timeout)
+            applied.objects[key] = kube.apply(obj, force=force)
+            outcome.changes.append(Change(str(key), Action.REPLACED, replace[key]))
+            return
+        try:
+            result = kube.apply(obj, force=force)
+        except ClusterUnavailable:
+            raise
+        except ReconcilerError as exc:
+            outcome.changes.append(Change(str(key), Action.FAILED, str(exc)))
+            raise _Stop(Reason.APPLY_FAILED, [Problem(str(exc), False, str(key))]) from exc
+        action = Action.CREATED if key not in applied.objects else Action.CONFIGURED
+        outcome.changes.append(Change(str(key), action))
+        applied.objects[key] = result
+
+    def _wait_for_crds(self, kube: KubeClient, objs: Sequence[Manifest], options: Options) -> None:
         """After CRDs are applied, wait until Established so their resources can follow."""
-        assert run.kube is not None
-        crds = [o for o in phase if (group_of(o["apiVersion"]), o["kind"]) == _CRD]
-        deadline = time.monotonic() + run.options.crd_timeout
+        crds = [o for o in objs if (group_of(o["apiVersion"]), o["kind"]) == _CRD]
+        deadline = time.monotonic() + options.crd_timeout
         for crd in crds:
             name = str(crd["metadata"]["name"])
+            pause = options.poll
             while True:
-                live = run.kube.get(*_CRD, "", name)
+                live = kube.get(*_CRD, "", name)
                 if live is not None and _established(live):
                     break
                 if time.monotonic() > deadline:
-                    raise ClusterError(f"CustomResourceDefinition/{name}: not Established "
-                                       f"after {run.options.crd_timeout:.0f}s")  # fmt: skip
-                time.sleep(0.1)
+                    raise _Stop(Reason.APPLY_FAILED, [Problem(
+                        f"CustomResourceDefinition/{name}: not Established after "
+                        f"{options.crd_timeout:.0f}s", True)])  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 1.5, options.max_poll)
             spec = crd.get("spec") or {}
-            run.kube.forget_kind(str(spec.get("group", "")),
-                                 str((spec.get("names") or {}).get("kind", "")))  # fmt: skip
+            kube.forget_kind(str(spec.get("group", "")),
+                             str((spec.get("names") or {}).get("kind", "")))  # fmt: skip
 
-    # -- 6. prune ------------------------------------------------------------------------
+    def _wait_healthy(
+        self,
+        kube: KubeClient,
+        number: int,
+        objs: Sequence[Manifest],
+        applied: _Applied,
+        options: Options,
+        timeout: float,
+    ) -> None:
+        """Every object of a wave Healthy, re-read from the cluster, within ``timeout``."""
+        pending = {ObjectKey.of(o) for o in objs}
+        deadline = time.monotonic() + timeout
+        pause = options.poll
+        with _stage(Reason.WAVE_FAILED):
+            while True:
+                states: dict[ObjectKey, tuple[Health, str]] = {}
+                for key in sorted(pending):
+                    live = kube.get(key.group, key.kind, key.namespace, key.name)
+                    if live is not None:
+                        applied.objects[key] = live
+                    result = health_of(live)
+                    states[key] = (result.status, result.message)
+                degraded = [k for k, (h, _) in states.items() if h is Health.DEGRADED]
+                if degraded:
+                    raise _Stop(Reason.WAVE_FAILED, [
+                        Problem(f"{k}: wave {number}: Degraded: {states[k][1]}", False, str(k))
+                        for k in degraded
+                    ])  # fmt: skip
+                pending = {k for k, (h, _) in states.items()
+                           if h not in (Health.HEALTHY, Health.SUSPENDED)}  # fmt: skip
+                if not pending:
+                    return
+                if time.monotonic() >= deadline:
+                    raise _Stop(Reason.WAVE_TIMEOUT, [
+                        Problem(f"{k}: wave {number} not Healthy after {timeout:g}s: "
+                                f"{states[k][0].value}: {states[k][1]}", False, str(k))
+                        for k in sorted(pending)
+                    ])  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 1.5, options.max_poll)
 
-    def _prune(self, run: _Run) -> None:
-        assert run.kube is not None
-        outcome, sync = run.outcome, run.app.sync
-        if not run.orphans:
-            return
-        if not run.desired and not sync.allow_empty:
-            outcome.errors.append(Problem(
-                f"the render produced no objects; refusing to prune {len(run.orphans)} "
-                "object(s) (set sync.allowEmpty to allow it)", False))  # fmt: skip
-            return
-        for obj in sort_for_prune(run.orphans):
+    def _prune(self, kube: KubeClient, the_plan: Plan, applied: _Applied, outcome: Outcome) -> None:
+        """Delete what left Git, in reverse apply order; keep what is protected."""
+        for kept in the_plan.kept:
+            outcome.changes.append(Change(str(ObjectKey.of(kept.object)), Action.SKIPPED,
+                                          kept.reason))  # fmt: skip
+        if the_plan.refuse_empty_prune:
+            raise _Stop(Reason.PRUNE_REFUSED, [Problem(
+                "the render produced no objects; refusing to prune "
+                f"{sum(d.kind == 'extra' for d in the_plan.drift)} object(s) "
+                "(set sync.allowEmpty to allow it)", False)])  # fmt: skip
+        for obj in the_plan.prune:
             key = ObjectKey.of(obj)
-            annotations = obj.get("metadata", {}).get("annotations") or {}
-            if not sync.prune:
-                outcome.changes.append(Change(str(key), Action.SKIPPED, "sync.prune is false"))
-                run.unpruned = True
-                continue
-            if str(annotations.get(PRUNE_ANNOTATION, "")).lower() == "false":
-                outcome.changes.append(
-                    Change(str(key), Action.SKIPPED, f'{PRUNE_ANNOTATION}: "false"')
-                )
-                continue
             try:
-                run.kube.delete(key.group, key.kind, key.namespace, key.name)
-            except ClusterError as exc:
-                if exc.retryable:
-                    raise
-                outcome.changes.append(Change(str(key), Action.FAILED, str(exc)))
-                outcome.errors.append(Problem(f"{key}: prune failed: {exc}", False, str(key)))
-                continue
-            outcome.changes.append(Change(str(key), Action.PRUNED))
-            run.result.pop(key, None)
-
-    def _write_inventory(self, run: _Run, commit: str) -> None:
-        """Record what the target now owns: desired, plus what could not be pruned."""
-        assert run.kube is not None
-        pruned = {c.object for c in run.outcome.changes if c.action is Action.PRUNED}
-        kept = [o for o in run.orphans if str(ObjectKey.of(o)) not in pruned]
-        # An object kept only by its prune=false annotation is no longer ours to track.
-        kept = [o for o in kept if not _prune_disabled(o)]
-        failed = any(c.action is Action.FAILED for c in run.outcome.changes)
-        revision = run.inventory.revision if failed or run.outcome.errors else commit
-        new = inv.Inventory(entries=inv.entries_of([*run.desired, *kept]), revision=revision)
-        if run.inventory.exists and (new.entries, new.revision) == (
-            run.inventory.entries, run.inventory.revision,
-        ):  # fmt: skip
-            return
-        manifest = inv.to_configmap(run.app.name, new)
-        try:
-            run.kube.apply(manifest, force=True)
-        except ClusterError as exc:
-            if exc.status != 404:
+                kube.delete(key.group, key.kind, key.namespace, key.name)
+            except ClusterUnavailable:
                 raise
-            run.kube.apply(inv.namespace_manifest())
-            run.kube.apply(manifest, force=True)
+            except ReconcilerError as exc:
+                outcome.changes.append(Change(str(key), Action.FAILED, str(exc)))
+                continue  # stays in the inventory; the run fails once it is recorded
+            outcome.changes.append(Change(str(key), Action.PRUNED))
+            applied.objects.pop(key, None)
 
-    # -- 7. health -----------------------------------------------------------------------
+    def _write_inventory(
+        self,
+        kube: KubeClient,
+        target: Target,
+        the_plan: Plan,
+        inventory: inv.Inventory,
+        outcome: Outcome,
+    ) -> None:
+        """Record what the target now owns: desired, plus what could not be pruned."""
+        pruned = {c.object for c in outcome.changes if c.action is Action.PRUNED}
+        kept = [k.object for k in the_plan.kept if k.by_policy]
+        kept += [o for o in the_plan.prune if str(ObjectKey.of(o)) not in pruned]
+        failed = [c for c in outcome.changes if c.action is Action.FAILED]
+        revision = inventory.revision if failed else the_plan.revision
+        new = inv.Inventory(entries=inv.entries_of([*the_plan.resources, *kept]), revision=revision)
+        if not (inventory.exists and (new.entries, new.revision) == (inventory.entries,
+                                                                     inventory.revision)):
+            manifest = inv.to_configmap(target.app.name, new)
+            try:
+                kube.apply(manifest, force=True)
+            except ReconcilerError as exc:
+                if getattr(exc, "status", None) != 404:
+                    raise
+                kube.apply(inv.namespace_manifest())
+                kube.apply(manifest, force=True)
+        if failed:
+            raise _Stop(Reason.PRUNE_FAILED, [
+                Problem(f"{c.reason} (prune)", False, c.object) for c in failed
+            ])  # fmt: skip
 
-    def _health(self, run: _Run) -> None:
-        results = [health_of(run.result.get(ObjectKey.of(o))) for o in run.desired]
-        run.outcome.health = aggregate(results) if run.desired else Health.HEALTHY
-        if run.outcome.errors and not run.result:
-            run.outcome.health = Health.UNKNOWN
+
+class _Hooks:
+    """Runs the hooks of one phase: wave by wave, each wave's hooks at once, then waited on."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        kube: KubeClient,
+        the_plan: Plan,
+        options: Options,
+        outcome: Outcome,
+        timeout: float,
+    ) -> None:
+        self.engine = engine
+        self.kube = kube
+        self.plan = the_plan
+        self.options = options
+        self.outcome = outcome
+        self.timeout = timeout
+
+    def run(self, hooks: Sequence[Hook], phase: Phase, *, fail: bool = True) -> None:
+        """Run ``hooks`` in wave order; a failed one stops the run (``HookFailed``).
+
+        With ``fail`` False (SyncFail hooks, already on a failure path) a failing hook is
+        only recorded.
+        """
+        waves: dict[int, list[Hook]] = {}
+        for hook in hooks:
+            waves.setdefault(hook.wave, []).append(hook)
+        for number in sorted(waves):
+            with _stage(Reason.HOOK_FAILED):
+                started = [(hook, self._start(hook)) for hook in waves[number]]
+                results = self._wait(started)
+            failed: list[Problem] = []
+            for hook, (name, result, message) in zip(waves[number], results, strict=True):
+                self.outcome.hooks.append(HookRun(name, phase.value, result.value, message))
+                self._cleanup(hook, name, result)
+                if result is not HookResult.SUCCEEDED:
+                    failed.append(Problem(f"{name}: {phase.value} hook {result.value.lower()}: "
+                                          f"{message}", False, name))  # fmt: skip
+            if failed and fail:
+                raise _Stop(Reason.HOOK_FAILED, failed)
+
+    def _start(self, hook: Hook) -> ObjectKey:
+        """Create the hook's object (after deleting its last run, when the policy says so)."""
+        kube, key = self.kube, hook.key
+        if hook.generated:
+            created = kube.create(hook.manifest)
+            return ObjectKey.of(created)
+        recreate = DeletePolicy.BEFORE_HOOK_CREATION in hook.delete_policies
+        if recreate and kube.delete(key.group, key.kind, key.namespace, key.name,
+                                    propagation="Foreground"):  # fmt: skip
+            _wait_gone(kube, key, self.options.crd_timeout)
+        try:
+            kube.apply(hook.manifest, force=True)
+        except Invalid as exc:
+            if not exc.immutable_fields:
+                raise
+            raise RenderError(
+                f"{exc}; the hook's last run is still there: give it the delete policy "
+                "BeforeHookCreation (the default) or HookSucceeded"
+            ) from exc
+        return key
+
+    def _wait(self, started: list[tuple[Hook, ObjectKey]]) -> list[tuple[str, HookResult, str]]:
+        """Poll every started hook until each has succeeded or failed, or time is up."""
+        deadline = time.monotonic() + self.timeout
+        pause = self.options.poll
+        done: dict[ObjectKey, tuple[HookResult, str]] = {}
+        while True:
+            for _, key in started:
+                if key in done:
+                    continue
+                live = self.kube.get(key.group, key.kind, key.namespace, key.name)
+                result, message = _hook_state(live)
+                if result is not HookResult.RUNNING:
+                    done[key] = (result, message)
+            if len(done) == len(started) or time.monotonic() >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 1.5, self.options.max_poll)
+        return [
+            (str(key), *done.get(key, (HookResult.RUNNING,
+                                       f"did not complete within {self.timeout:g}s")))
+            for _, key in started
+        ]  # fmt: skip
+
+    def _cleanup(self, hook: Hook, name: str, result: HookResult) -> None:
+        """Delete a finished hook when its delete policy asks for it."""
+        policies = hook.delete_policies
+        if (result is HookResult.SUCCEEDED and DeletePolicy.HOOK_SUCCEEDED in policies) or (
+            result is HookResult.FAILED and DeletePolicy.HOOK_FAILED in policies
+        ):
+            key = _key_from(hook, name)
+            try:
+                self.kube.delete(key.group, key.kind, key.namespace, key.name)
+            except ReconcilerError as exc:
+                self.outcome.errors.append(Problem(f"{exc} (hook delete policy)", exc.retryable,
+                                                   name))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the server dry-run said: objects it sees no change in, objects to replace."""
+
+    unchanged: dict[ObjectKey, str]
+    replace: dict[ObjectKey, str]
+
+
+def _dry_run(
+    kube: KubeClient, objs: Sequence[Manifest], the_plan: Plan, applied: _Applied, *, force: bool
+) -> _Checked:
+    """Server dry-run of ``objs``; raises ``_Stop(DryRunRejected)`` naming every rejection.
+
+    An object whose change the server refuses as immutable is to be replaced when it
+    allows it, and is otherwise rejected naming the fields.
+    """
+    rejected: list[Problem] = []
+    unchanged: dict[ObjectKey, str] = {}
+    replace: dict[ObjectKey, str] = {}
+    for obj in objs:
+        key = ObjectKey.of(obj)
+        try:
+            dry = kube.apply(obj, dry_run=True, force=force)
+        except ClusterUnavailable as exc:
+            raise _Stop(Reason.DRY_RUN_REJECTED, [Problem(str(exc), True, str(key))]) from exc
+        except Invalid as exc:
+            fields = exc.immutable_fields
+            if fields and key in the_plan.replaceable:
+                replace[key] = f"immutable field {', '.join(fields)} changed; replaced"
+                continue
+            message = str(exc)
+            if fields:
+                message = (f"{key}: immutable field {', '.join(fields)} cannot change ({exc}); "
+                           "annotate the object with argocd.argoproj.io/sync-options: "
+                           'Replace=true (or reconciler.dev/replace: "true") to delete and '
+                           "recreate it")  # fmt: skip
+            rejected.append(Problem(message, False, str(key)))
+            continue
+        except ReconcilerError as exc:
+            rejected.append(Problem(str(exc), exc.retryable, str(key)))
+            continue
+        live = applied.objects.get(key)
+        if live is not None and _same_object(dry, live):
+            unchanged[key] = "no change on the server"
+    if rejected:
+        summary = f"server dry-run rejected {len(rejected)} object(s); nothing more applied"
+        rejected.append(Problem(summary, False))
+        raise _Stop(Reason.DRY_RUN_REJECTED, rejected)
+    return _Checked(unchanged, replace)
+
+
+def _hook_state(live: Manifest | None) -> tuple[HookResult, str]:
+    """Whether a hook's object finished: Jobs complete, Pods succeed, others are Healthy."""
+    if live is None:
+        return HookResult.FAILED, "the hook's object disappeared before it completed"
+    if live.get("kind") == "Pod" and group_of(str(live.get("apiVersion", ""))) == "":
+        phase = (live.get("status") or {}).get("phase")
+        if phase == "Succeeded":
+            return HookResult.SUCCEEDED, "Pod succeeded"
+        if phase == "Failed":
+            return HookResult.FAILED, str((live.get("status") or {}).get("message") or "Pod failed")
+        return HookResult.RUNNING, f"Pod is {phase or 'Pending'}"
+    result = health_of(live)
+    if result.status is Health.HEALTHY:
+        return HookResult.SUCCEEDED, result.message
+    if result.status is Health.DEGRADED:
+        return HookResult.FAILED, result.message
+    return HookResult.RUNNING, result.message
+
+
+def _key_from(hook: Hook, name: str) -> ObjectKey:
+    """The key of a started hook, from its shown name (generated names are only known then)."""
+    key = hook.key
+    if key.name:
+        return key
+    return ObjectKey(key.group, key.kind, key.namespace, name.rsplit("/", 1)[-1])
+
+
+def _wait_gone(kube: KubeClient, key: ObjectKey, timeout: float) -> None:
+    """Poll until ``key`` no longer exists (finalizers may hold it for a while)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while kube.get(key.group, key.kind, key.namespace, key.name) is not None:
+        if time.monotonic() > deadline:
+            raise ClusterUnavailable(f"{key}: still present {timeout:g}s after its deletion")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 1.0)
+
+
+def _health(the_plan: Plan | None, applied: _Applied, outcome: Outcome) -> Health:
+    """A target's health: the worst of its resources', as they are after the run."""
+    if the_plan is None:
+        return Health.UNKNOWN
+    if not the_plan.resources:
+        return Health.HEALTHY
+    results = [health_of(applied.objects.get(ObjectKey.of(o))) for o in the_plan.resources]
+    health = aggregate(results)
+    if outcome.errors and not applied.objects:
+        return Health.UNKNOWN
+    return health
+
+
+def _verdict(outcome: Outcome, the_plan: Plan | None, *, executed: bool) -> SyncStatus:
+    """The one place a run's sync status is decided."""
+    if outcome.errors or the_plan is None:
+        return SyncStatus.FAILED
+    if not executed:
+        return SyncStatus.OUT_OF_SYNC if the_plan.drift else SyncStatus.SYNCED
+    if any(kept.by_policy for kept in the_plan.kept):
+        return SyncStatus.OUT_OF_SYNC  # objects that left Git are still there
+    return SyncStatus.SYNCED
 
 
 def _scope(
@@ -458,22 +794,6 @@ def _scope(
     return namespaced
 
 
-def _masked(obj: Manifest) -> Manifest:
-    result = masked(obj)
-    assert result is not None
-    return result
-
-
-def _owned(obj: Manifest, app: Application) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and labels.get(APP_LABEL) == app.name
-
-
-def _prune_disabled(obj: Manifest) -> bool:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(PRUNE_ANNOTATION, "")).lower() == "false"
-
-
 def _same_object(dry: Manifest, live: Manifest) -> bool:
     """Whether a dry-run result equals the live object, ownership bookkeeping aside."""
 
@@ -496,4 +816,17 @@ def _established(crd: Manifest) -> bool:
     )
 
 
-__all__ = ["Engine", "Options", "RenderError", "Trigger"]
+def _plain(options: Any) -> Any:
+    """A render option object as JSON-ready data (dataclasses and mappings)."""
+    if options is None:
+        return None
+    if hasattr(options, "__dataclass_fields__"):
+        return {name: _plain(getattr(options, name)) for name in options.__dataclass_fields__}
+    if isinstance(options, dict) or hasattr(options, "items"):
+        return {str(k): _plain(v) for k, v in dict(options).items()}
+    if isinstance(options, list | tuple):
+        return [_plain(v) for v in options]
+    return options
+
+
+__all__ = ["Engine", "Options", "RenderInput", "Renderer", "Trigger"]

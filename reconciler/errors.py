@@ -11,6 +11,8 @@ URLs or headers cannot leak through them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class ReconcilerError(Exception):
     """Base of every error the platform raises on purpose."""
@@ -54,23 +56,77 @@ class RenderError(PermanentError):
     """Manifests could not be turned into objects; the message names ``file:line``."""
 
 
+@dataclass(frozen=True)
+class Cause:
+    """One reason the API server gave for refusing an object (``details.causes``)."""
+
+    field: str
+    message: str
+    reason: str = ""
+
+
 class ClusterError(ReconcilerError):
-    """An error answered by (or on the way to) a Kubernetes API server."""
+    """An error answered by (or on the way to) a Kubernetes API server.
+
+    The message starts with the object or request concerned (``Deployment.apps/ns/web:``),
+    written once, where the error is made: callers show ``str(error)`` as it is.  Callers
+    branch on the type (``NotFound``, ``Conflict``, ``Invalid``, ``ClusterUnavailable``),
+    not on ``status``, which is kept for messages and metrics.
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, reason: str = "", retryable: bool = False
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str = "",
+        causes: tuple[Cause, ...] = (),
     ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
-        self.retryable = retryable
+        self.causes = causes
+
+
+class ClusterRejected(ClusterError, PermanentError):
+    """The API server refused the request (4xx): retrying the same request cannot help."""
+
+
+class NotFound(ClusterRejected):
+    """404: the object, its namespace or its kind does not exist."""
+
+
+class Conflict(ClusterRejected):
+    """409: another field manager owns the fields, or the object changed under us."""
+
+
+class Invalid(ClusterRejected):
+    """422: the object fails validation; ``causes`` name the fields."""
+
+    @property
+    def immutable_fields(self) -> tuple[str, ...]:
+        """Fields the server refuses to change on an existing object.
+
+        kube-apiserver says so in two shapes: ``field is immutable`` on the field, and
+        ``Forbidden: updates to ... are forbidden`` / ``spec is immutable`` on a parent.
+        """
+        found: list[str] = []
+        for cause in self.causes:
+            text = cause.message.lower()
+            if "immutable" in text or ("forbidden" in text and "updates to" in text) or (
+                cause.reason == "FieldValueForbidden" and "may not change" in text
+            ):
+                found.append(cause.field or "spec")
+        if not found and "field is immutable" in str(self).lower():
+            found.append("spec")
+        return tuple(dict.fromkeys(found))
 
 
 class ClusterUnavailable(ClusterError, TransientError):
     """The cluster did not answer: connection refused, timeout, 5xx or 429."""
 
     def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
-        ClusterError.__init__(self, message, status=status, reason=reason, retryable=True)
+        ClusterError.__init__(self, message, status=status, reason=reason)
         self.delay = None
 
 

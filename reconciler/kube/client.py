@@ -5,8 +5,9 @@ cached on disk, so a worker that starts does not rediscover every cluster).  Res
 read as plain JSON, never wrapped in ``ResourceInstance``, because the engine's pure core
 works on dicts and wrapping costs more than the request.  Every failure becomes one of our
 errors: 5xx, 429, timeouts and refused connections are ``ClusterUnavailable`` (retryable),
-4xx answers are ``ClusterError`` with the server's reason and message, prefixed by the
-object concerned.  URLs and credentials of the kubeconfig never appear in messages.
+4xx answers are ``ClusterRejected`` (``NotFound``, ``Conflict``, ``Invalid`` by status) with the
+server's reason, message and causes, prefixed once by the object concerned.  URLs and
+credentials of the kubeconfig never appear in messages.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 
-from reconciler.errors import ClusterError, ClusterUnavailable, ConfigError
+from reconciler.errors import (
+    Cause,
+    ClusterError,
+    ClusterRejected,
+    ClusterUnavailable,
+    ConfigError,
+    Conflict,
+    Invalid,
+    NotFound,
+)
 from reconciler.model import (
     APP_LABEL,
     FIELD_MANAGER,
@@ -115,6 +125,7 @@ class KubeClient:
         self._cache_file = str(cache_file)
         self._dynamic: DynamicClient | None = None
         self._kinds: dict[tuple[str, str], Kind | None] = {}
+        self._versions: tuple[str | None, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
 
     # -- discovery ---------------------------------------------------------------------
@@ -165,13 +176,14 @@ class KubeClient:
         """Drop what we know of a kind (after its CRD appeared or went)."""
         with self._lock:
             self._kinds.pop((group, kind), None)
+            self._versions = None
 
     def require_kind(self, group: str, kind: str) -> Kind:
         """Like ``kind`` but an unknown kind is an error naming it."""
         found = self.kind(group, kind)
         if found is None:
             shown = f"{kind}.{group}" if group else kind
-            raise ClusterError(f"cluster {self.name}: kind {shown} is not served", status=404)
+            raise NotFound(f"cluster {self.name}: kind {shown} is not served", status=404)
         return found
 
     # -- verbs -------------------------------------------------------------------------
@@ -186,7 +198,7 @@ class KubeClient:
             params: dict[str, Any] = {"label_selector": selector, "limit": 500}
             if token:
                 params["_continue"] = token
-            page = self._json("list", found.path(), "get", **params)
+            page = self._json(f"{_shown(group, kind)} (list)", found.path(), "get", **params)
             for item in page.get("items") or []:
                 # Lists omit kind/apiVersion on items; put them back for pairing.
                 item.setdefault("apiVersion", found.api_version)
@@ -199,12 +211,11 @@ class KubeClient:
     def get(self, group: str, kind: str, namespace: str, name: str) -> Manifest | None:
         """One object, or None when it does not exist."""
         found = self.require_kind(group, kind)
+        what = str(ObjectKey(group, kind, namespace if found.namespaced else "", name))
         try:
-            return self._json(f"get {kind}", found.path(namespace, name), "get")
-        except ClusterError as exc:
-            if exc.status == 404:
-                return None
-            raise
+            return self._json(what, found.path(namespace, name), "get")
+        except NotFound:
+            return None
 
     def apply(self, obj: Manifest, *, dry_run: bool = False, force: bool = False) -> Manifest:
         """Server-side apply with our field manager; the server's resulting object."""
@@ -220,17 +231,55 @@ class KubeClient:
             params["dry_run"] = "All"
         return self._json(str(key), found.path(key.namespace, key.name), "patch", **params)
 
-    def delete(self, group: str, kind: str, namespace: str, name: str) -> bool:
-        """Delete in the background; False when it was already gone."""
+    def create(self, obj: Manifest, *, dry_run: bool = False) -> Manifest:
+        """POST a new object (hooks named by ``generateName`` cannot be applied)."""
+        key = ObjectKey.of(obj)
+        found = self.require_kind(key.group, key.kind)
+        what = str(key) if key.name else f"{_shown(key.group, key.kind)}/{_generate_name(obj)}*"
+        params: dict[str, Any] = {"body": obj, "field_manager": FIELD_MANAGER}
+        if dry_run:
+            params["dry_run"] = "All"
+        return self._json(what, found.path(key.namespace), "post", **params)
+
+    def delete(
+        self, group: str, kind: str, namespace: str, name: str, *, propagation: str = "Background"
+    ) -> bool:
+        """Delete (in the background unless told); False when it was already gone."""
         found = self.require_kind(group, kind)
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        what = str(ObjectKey(group, kind, namespace if found.namespaced else "", name))
         try:
-            self._json(f"delete {kind}", found.path(namespace, name), "delete", body=body)
-        except ClusterError as exc:
-            if exc.status == 404:
-                return False
-            raise
+            self._json(f"{what}: delete", found.path(namespace, name), "delete", body=body)
+        except NotFound:
+            return False
         return True
+
+    def capabilities(self) -> tuple[str | None, tuple[str, ...]]:
+        """The cluster's ``gitVersion`` (``v1.31.0``) and every group/version it serves.
+
+        What Helm calls ``.Capabilities``; read once per client (three requests) and kept
+        until a kind is forgotten, as discovery is.
+        """
+        with self._lock:
+            if self._versions is not None:
+                return self._versions
+        data = self._json("version", "/version", "get")
+        version = str(data["gitVersion"]) if data.get("gitVersion") else None
+        found = (version, self._api_versions())
+        with self._lock:
+            self._versions = found
+        return found
+
+    def _api_versions(self) -> tuple[str, ...]:
+        versions: set[str] = set()
+        core = self._json("discovery", "/api", "get")
+        versions.update(str(v) for v in core.get("versions") or [])
+        groups = self._json("discovery", "/apis", "get")
+        for group in groups.get("groups") or []:
+            for version in group.get("versions") or []:
+                if version.get("groupVersion"):
+                    versions.add(str(version["groupVersion"]))
+        return tuple(sorted(versions))
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -258,11 +307,13 @@ class KubeClient:
     def _api_error(self, what: str, exc: ApiException) -> ClusterError:
         status = int(exc.status or 0)
         reason, message = str(exc.reason or ""), ""
+        causes: tuple[Cause, ...] = ()
         try:
             body = json.loads(exc.body or b"{}")
             if isinstance(body, dict):
                 message = str(body.get("message") or "")
                 reason = str(body.get("reason") or reason)
+                causes = _causes(body)
         except ValueError:
             message = ""
         text = f"{what}: {message or reason} ({status} {reason})"
@@ -272,11 +323,35 @@ class KubeClient:
             if retry_after and str(retry_after).isdigit():
                 error.delay = float(retry_after)
             return error
-        return ClusterError(text, status=status, reason=reason)
+        kind: type[ClusterRejected] = {404: NotFound, 409: Conflict, 422: Invalid}.get(
+            status, ClusterRejected
+        )
+        return kind(text, status=status, reason=reason, causes=causes)
 
     def close(self) -> None:
         """Close the connection pool."""
         self.api_client.close()
+
+
+def _shown(group: str, kind: str) -> str:
+    return f"{kind}.{group}" if group else kind
+
+
+def _generate_name(obj: Manifest) -> str:
+    return str((obj.get("metadata") or {}).get("generateName") or "")
+
+
+def _causes(status: Manifest) -> tuple[Cause, ...]:
+    """``details.causes`` of a Status body, as the server gave them."""
+    details = status.get("details")
+    raw = details.get("causes") if isinstance(details, dict) else None
+    if not isinstance(raw, list):
+        return ()
+    return tuple(
+        Cause(str(c.get("field") or ""), str(c.get("message") or ""), str(c.get("reason") or ""))
+        for c in raw
+        if isinstance(c, dict)
+    )
 
 
 def _reason(exc: BaseException) -> str:

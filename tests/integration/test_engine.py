@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.engine import Options
+from reconciler.errors import ConfigError
+from reconciler.fleet import Fleet
 from reconciler.model import Action, Health, SyncStatus
 from reconciler.outcome import Outcome, Trigger
 from tests.integration.conftest import World
@@ -58,6 +61,11 @@ def app(world: World, path: str = "app", extra: str = "", **sync: object) -> str
         {extra}"""
 
 
+def run(world: World, fleet: Fleet, cluster: str = "sim-1", **kwargs: Any) -> Outcome:
+    """Reconcile the test's application on ``cluster``."""
+    return world.engine.reconcile(fleet.target(world.namespace, cluster), **kwargs)
+
+
 def actions(outcome: Outcome) -> dict[str, str]:
     return {c.object: c.action.value for c in outcome.changes}
 
@@ -73,7 +81,7 @@ def plain_app(world: World, replicas: int = 2, image: str = "nginx:1.27") -> str
 def test_plain_app_first_sync_then_no_op(world: World) -> None:
     commit = plain_app(world)
     fleet = world.fleet(app(world))
-    first = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    first = run(world, fleet, "sim-1")
     assert first.sync is SyncStatus.SYNCED, first.errors
     assert first.revision == commit
     ns = world.namespace
@@ -91,7 +99,7 @@ def test_plain_app_first_sync_then_no_op(world: World) -> None:
         == []
     )
     world.sim.reset_requests("sim-1")
-    second = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    second = run(world, fleet, "sim-1")
     assert second.sync is SyncStatus.SYNCED
     assert second.drift == []
     assert set(actions(second).values()) == {"unchanged"}
@@ -104,17 +112,17 @@ def test_plain_app_first_sync_then_no_op(world: World) -> None:
 def test_drift_is_reported_and_healed(world: World) -> None:
     plain_app(world)
     fleet = world.fleet(app(world))
-    assert world.engine.reconcile(fleet, world.namespace, "sim-1").sync is SyncStatus.SYNCED
+    assert run(world, fleet, "sim-1").sync is SyncStatus.SYNCED
     world.apps().patch_namespaced_deployment("web", world.namespace, {"spec": {"replicas": 5}})
     world.core().patch_namespaced_config_map("cfg", world.namespace, {"data": {"key": "tampered"}})
-    report = world.engine.reconcile(fleet, world.namespace, "sim-1", options=Options(dry_run=True))
+    report = run(world, fleet, "sim-1", options=Options(dry_run=True))
     assert report.sync is SyncStatus.OUT_OF_SYNC
     drift = {d.object: d for d in report.drift}
     assert drift[f"Deployment.apps/{world.namespace}/web"].paths == ("/spec/replicas",)
     assert "-  replicas: 5" in drift[f"Deployment.apps/{world.namespace}/web"].diff
     assert "+  replicas: 2" in drift[f"Deployment.apps/{world.namespace}/web"].diff
     assert world.apps().read_namespaced_deployment("web", world.namespace).spec.replicas == 5
-    healed = world.engine.reconcile(fleet, world.namespace, "sim-1", trigger=Trigger.SCHEDULE)
+    healed = run(world, fleet, "sim-1", trigger=Trigger.SCHEDULE)
     assert healed.sync is SyncStatus.SYNCED, healed.errors
     assert actions(healed)[f"Deployment.apps/{world.namespace}/web"] == "configured"
     assert actions(healed)[f"Service/{world.namespace}/web"] == "unchanged"
@@ -125,14 +133,14 @@ def test_drift_is_reported_and_healed(world: World) -> None:
 def test_without_self_heal_drift_is_only_reported(world: World) -> None:
     plain_app(world)
     fleet = world.fleet(app(world, selfHeal=False))
-    world.engine.reconcile(fleet, world.namespace, "sim-1", trigger=Trigger.SCHEDULE)
+    run(world, fleet, "sim-1", trigger=Trigger.SCHEDULE)
     world.apps().patch_namespaced_deployment("web", world.namespace, {"spec": {"replicas": 7}})
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1", trigger=Trigger.SCHEDULE)
+    outcome = run(world, fleet, "sim-1", trigger=Trigger.SCHEDULE)
     assert outcome.sync is SyncStatus.OUT_OF_SYNC
     assert world.apps().read_namespaced_deployment("web", world.namespace).spec.replicas == 7
     # A new revision is applied, drift included.
     plain_app(world, image="nginx:1.28")
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1", trigger=Trigger.SCHEDULE)
+    outcome = run(world, fleet, "sim-1", trigger=Trigger.SCHEDULE)
     assert outcome.sync is SyncStatus.SYNCED, outcome.errors
     live = world.apps().read_namespaced_deployment("web", world.namespace)
     assert (live.spec.replicas, live.spec.template.spec.containers[0].image) == (2, "nginx:1.28")
@@ -141,11 +149,11 @@ def test_without_self_heal_drift_is_only_reported(world: World) -> None:
 def test_manual_apps_apply_only_when_forced(world: World) -> None:
     plain_app(world)
     fleet = world.fleet(app(world, automated=False))
-    scheduled = world.engine.reconcile(fleet, world.namespace, "sim-1", trigger=Trigger.SCHEDULE)
+    scheduled = run(world, fleet, "sim-1", trigger=Trigger.SCHEDULE)
     assert scheduled.sync is SyncStatus.OUT_OF_SYNC
     with pytest.raises(ApiException):
         world.apps().read_namespaced_deployment("web", world.namespace)
-    forced = world.engine.reconcile(fleet, world.namespace, "sim-1", trigger=Trigger.MANUAL)
+    forced = run(world, fleet, "sim-1", trigger=Trigger.MANUAL)
     assert forced.sync is SyncStatus.SYNCED, forced.errors
     assert world.apps().read_namespaced_deployment("web", world.namespace).spec.replicas == 2
 
@@ -153,7 +161,7 @@ def test_manual_apps_apply_only_when_forced(world: World) -> None:
 def test_removed_file_is_pruned_and_unowned_objects_are_kept(world: World) -> None:
     plain_app(world)
     fleet = world.fleet(app(world))
-    world.engine.reconcile(fleet, world.namespace, "sim-1")
+    run(world, fleet, "sim-1")
     foreign = {
         "metadata": {
             "name": "foreign",
@@ -165,14 +173,14 @@ def test_removed_file_is_pruned_and_unowned_objects_are_kept(world: World) -> No
     }
     world.core().create_namespaced_config_map(world.namespace, foreign)
     world.repo.remove("app/svc.yaml").remove("app/config").commit("drop service and config")
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert outcome.sync is SyncStatus.SYNCED, outcome.errors
     assert actions(outcome)[f"Service/{world.namespace}/web"] == "pruned"
     assert actions(outcome)[f"ConfigMap/{world.namespace}/cfg"] == "pruned"
     with pytest.raises(ApiException):
         world.core().read_namespaced_service("web", world.namespace)
     assert world.core().read_namespaced_config_map("foreign", world.namespace)
-    again = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    again = run(world, fleet, "sim-1")
     assert set(actions(again).values()) == {"unchanged"}
 
 
@@ -189,9 +197,9 @@ def test_prune_false_annotation_keeps_object(world: World) -> None:
     world.repo.write("app/cm.yaml", CONFIGMAP.format(name="other", value="1"))
     world.repo.commit()
     fleet = world.fleet(app(world))
-    world.engine.reconcile(fleet, world.namespace, "sim-1")
+    run(world, fleet, "sim-1")
     world.repo.remove("app/keep.yaml").commit()
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert actions(outcome)[f"ConfigMap/{world.namespace}/keep"] == "skipped"
     assert world.core().read_namespaced_config_map("keep", world.namespace).data == {"a": "b"}
 
@@ -199,15 +207,16 @@ def test_prune_false_annotation_keeps_object(world: World) -> None:
 def test_empty_render_prunes_nothing(world: World) -> None:
     plain_app(world)
     fleet = world.fleet(app(world))
-    world.engine.reconcile(fleet, world.namespace, "sim-1")
+    run(world, fleet, "sim-1")
     world.repo.remove("app").write("app/README.md", "nothing here\n").commit("empty")
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert outcome.sync is SyncStatus.FAILED
+    assert outcome.reason == "RenderFailed"
     assert any("allowEmpty" in e.message for e in outcome.errors)
     assert not any(c.action is Action.PRUNED for c in outcome.changes)
     assert world.apps().read_namespaced_deployment("web", world.namespace)
     allowed = world.fleet(app(world, allowEmpty=True))
-    outcome = world.engine.reconcile(allowed, world.namespace, "sim-1")
+    outcome = run(world, allowed, "sim-1")
     assert outcome.sync is SyncStatus.SYNCED, outcome.errors
     with pytest.raises(ApiException):
         world.apps().read_namespaced_deployment("web", world.namespace)
@@ -229,7 +238,7 @@ def test_invalid_object_applies_nothing(world: World) -> None:
         """,
     )
     world.repo.commit()
-    outcome = world.engine.reconcile(world.fleet(app(world)), world.namespace, "sim-1")
+    outcome = run(world, world.fleet(app(world)), "sim-1")
     assert outcome.sync is SyncStatus.FAILED
     assert not outcome.retryable
     bad = [e for e in outcome.errors if e.object == f"Deployment.apps/{world.namespace}/bad"]
@@ -242,7 +251,7 @@ def test_invalid_object_applies_nothing(world: World) -> None:
 def test_malformed_yaml_names_file_and_line(world: World) -> None:
     world.repo.write("app/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n")
     world.repo.commit()
-    outcome = world.engine.reconcile(world.fleet(app(world)), world.namespace, "sim-1")
+    outcome = run(world, world.fleet(app(world)), "sim-1")
     assert outcome.sync is SyncStatus.FAILED
     assert "app/broken.yaml:" in outcome.errors[0].message
     assert not outcome.retryable
@@ -267,7 +276,7 @@ def test_kustomize_overlays_per_environment(world: World) -> None:
     world.repo.commit()
     fleet = world.fleet(app(world, path="kz/overlays/{{ cluster.labels.env }}"))
     for cluster, replicas in (("sim-1", 3), ("sim-2", 1)):
-        outcome = world.engine.reconcile(fleet, world.namespace, cluster)
+        outcome = run(world, fleet, cluster)
         assert outcome.sync is SyncStatus.SYNCED, outcome.errors
         live = world.apps(cluster).read_namespaced_deployment("web", world.namespace)
         assert live.spec.replicas == replicas
@@ -304,7 +313,7 @@ def test_crd_and_custom_resources_in_one_app(world: World) -> None:
     )
     world.repo.commit()
     fleet = world.fleet(app(world))
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert outcome.sync is SyncStatus.SYNCED, outcome.errors
     gadget = f"Gadget.{group}/{world.namespace}/g1"
     assert actions(outcome)[gadget] == "created"
@@ -312,7 +321,7 @@ def test_crd_and_custom_resources_in_one_app(world: World) -> None:
         group, "v1", world.namespace, "gadgets", "g1"
     )
     assert custom["spec"]["size"] == 3
-    assert set(actions(world.engine.reconcile(fleet, world.namespace, "sim-1")).values()) == {
+    assert set(actions(run(world, fleet, "sim-1")).values()) == {
         "unchanged"
     }
 
@@ -330,7 +339,7 @@ def test_sync_waves_order_creation(world: World) -> None:
             """,
         )
     world.repo.commit()
-    outcome = world.engine.reconcile(world.fleet(app(world)), world.namespace, "sim-1")
+    outcome = run(world, world.fleet(app(world)), "sim-1")
     assert outcome.sync is SyncStatus.SYNCED, outcome.errors
     items = world.core().list_namespaced_config_map(world.namespace).items
     order = sorted(items, key=lambda cm: int(cm.metadata.resource_version))
@@ -349,16 +358,16 @@ def test_secret_values_never_appear_in_outcome(world: World) -> None:
     )
     world.repo.commit()
     fleet = world.fleet(app(world))
-    first = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    first = run(world, fleet, "sim-1")
     assert first.sync is SyncStatus.SYNCED, first.errors
     assert "hunter2" not in json.dumps(first.to_dict())
-    assert set(actions(world.engine.reconcile(fleet, world.namespace, "sim-1")).values()) == {
+    assert set(actions(run(world, fleet, "sim-1")).values()) == {
         "unchanged"
     }
     world.core().patch_namespaced_secret(
         "creds", world.namespace, {"stringData": {"password": "x"}}
     )
-    drifted = world.engine.reconcile(fleet, world.namespace, "sim-1", options=Options(dry_run=True))
+    drifted = run(world, fleet, "sim-1", options=Options(dry_run=True))
     assert [d.paths for d in drifted.drift] == [("/data/password",)]
     assert "hunter2" not in json.dumps(drifted.to_dict())
 
@@ -370,9 +379,9 @@ def test_ignore_differences(world: World) -> None:
         "jsonPointers: [/spec/replicas]}]\n"
     )
     fleet = world.fleet(app(world, extra=ignore))
-    world.engine.reconcile(fleet, world.namespace, "sim-1")
+    run(world, fleet, "sim-1")
     world.apps().patch_namespaced_deployment("web", world.namespace, {"spec": {"replicas": 9}})
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert outcome.drift == []
     assert world.apps().read_namespaced_deployment("web", world.namespace).spec.replicas == 9
 
@@ -382,15 +391,15 @@ def test_cluster_down_fails_only_its_target(world: World) -> None:
     fleet = world.fleet(app(world))
     world.sim.set_faults("sim-2", down=True)
     try:
-        down = world.engine.reconcile(fleet, world.namespace, "sim-2")
-        up = world.engine.reconcile(fleet, world.namespace, "sim-1")
+        down = run(world, fleet, "sim-2")
+        up = run(world, fleet, "sim-1")
     finally:
         world.sim.set_faults("sim-2", down=False)
     assert down.sync is SyncStatus.FAILED
     assert down.retryable
     assert "sim-2" in down.errors[0].message
     assert up.sync is SyncStatus.SYNCED, up.errors
-    later = world.engine.reconcile(fleet, world.namespace, "sim-2")
+    later = run(world, fleet, "sim-2")
     assert later.sync is SyncStatus.SYNCED, later.errors
 
 
@@ -399,7 +408,7 @@ def test_server_errors_are_retryable(world: World) -> None:
     fleet = world.fleet(app(world))
     world.sim.set_faults("sim-2", errorRate=1.0, errorCode=503)
     try:
-        outcome = world.engine.reconcile(fleet, world.namespace, "sim-2")
+        outcome = run(world, fleet, "sim-2")
     finally:
         world.sim.set_faults("sim-2", errorRate=0.0)
     assert outcome.sync is SyncStatus.FAILED
@@ -417,26 +426,24 @@ def test_failed_rollout_is_degraded(world: World) -> None:
     )
     world.repo.commit()
     fleet = world.fleet(app(world))
-    world.engine.reconcile(fleet, world.namespace, "sim-1")
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    run(world, fleet, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert outcome.health is Health.DEGRADED
 
 
 def test_prune_disabled_keeps_objects_and_reports_out_of_sync(world: World) -> None:
     plain_app(world)
     fleet = world.fleet(app(world, prune=False))
-    world.engine.reconcile(fleet, world.namespace, "sim-1")
+    run(world, fleet, "sim-1")
     world.repo.remove("app/svc.yaml").commit("drop the service")
-    outcome = world.engine.reconcile(fleet, world.namespace, "sim-1")
+    outcome = run(world, fleet, "sim-1")
     assert outcome.sync is SyncStatus.OUT_OF_SYNC
     assert actions(outcome)[f"Service/{world.namespace}/web"] == "skipped"
     assert [d.kind for d in outcome.drift] == ["extra"]
     assert world.core().read_namespaced_service("web", world.namespace)
 
 
-def test_unknown_application_is_a_failed_outcome(world: World) -> None:
+def test_unknown_application_has_no_target(world: World) -> None:
     plain_app(world)
-    outcome = world.engine.reconcile(world.fleet(app(world)), "no-such-app", "sim-1")
-    assert outcome.sync is SyncStatus.FAILED
-    assert not outcome.retryable
-    assert "no-such-app" in outcome.errors[0].message
+    with pytest.raises(ConfigError, match="no-such-app"):
+        world.fleet(app(world)).target("no-such-app", "sim-1")
