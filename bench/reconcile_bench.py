@@ -114,16 +114,16 @@ def main() -> int:
 
         reset(base)
         cpu, wall = time.process_time(), time.perf_counter()
-        first = engine.reconcile(fleet, "bench", "sim-1", options=options)
+        first = engine.reconcile(fleet.target("bench", "sim-1"), options=options)
         first_cpu, first_wall = time.process_time() - cpu, time.perf_counter() - wall
         assert first.sync is SyncStatus.SYNCED, first.errors
         first_requests = requests(base)
 
-        engine.reconcile(fleet, "bench", "sim-1", options=options)  # settle status writes
+        engine.reconcile(fleet.target("bench", "sim-1"), options=options)  # settle status writes
         reset(base)
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(args.runs):
-            outcome = engine.reconcile(fleet, "bench", "sim-1", options=options)
+            outcome = engine.reconcile(fleet.target("bench", "sim-1"), options=options)
             assert outcome.sync is SyncStatus.SYNCED and not outcome.drift, outcome.drift
         noop_cpu = (time.process_time() - cpu) / args.runs
         noop_wall = (time.perf_counter() - wall) / args.runs

@@ -121,7 +121,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             row: dict[str, Any] = {"application": app.name, "cluster": cluster.name,
                                    "revision": commit, "objects": 0, "error": ""}  # fmt: skip
             try:
-                manifests, _ = eng.desired(fleet, app, cluster, commit)
+                manifests, _ = eng.desired(fleet.target(app.name, cluster.name), commit)
                 row["objects"] = len(manifests)
             except ReconcilerError as exc:
                 row["error"] = str(exc)
@@ -158,7 +158,8 @@ def _run_targets(args: argparse.Namespace, *, dry_run: bool) -> list[Outcome]:
     options = Options(dry_run=dry_run, revision=eng.resolve(app.source, True))
     with ThreadPoolExecutor(max_workers=min(8, len(clusters))) as pool:
         outcomes = list(pool.map(
-            lambda c: eng.reconcile(fleet, app.name, c.name, trigger=Trigger.CLI, options=options),
+            lambda c: eng.reconcile(fleet.target(app.name, c.name), trigger=Trigger.CLI,
+                                    options=options),
             clusters,
         ))  # fmt: skip
     eng.clients.close()

@@ -49,7 +49,7 @@ class Demo:
     def reconcile_all(self) -> list[Outcome]:
         """One pass over every (application, target cluster) pair, as beat would schedule."""
         return [
-            self.engine.reconcile(self.fleet, app.name, cluster.name)
+            self.engine.reconcile(self.fleet.target(app.name, cluster.name))
             for app in self.fleet.applications
             for cluster in self.fleet.targets(app)
         ]
@@ -126,7 +126,7 @@ def test_guestbook_and_platform_become_healthy(demo: Demo) -> None:
 def test_podinfo_becomes_healthy(demo: Demo) -> None:
     podinfo = demo.fleet.application("podinfo")
     for cluster in demo.fleet.targets(podinfo):
-        assert demo.engine.reconcile(demo.fleet, "podinfo", cluster.name).health is Health.HEALTHY
+        assert demo.engine.reconcile(demo.fleet.target("podinfo", cluster.name)).health is Health.HEALTHY
 
 
 def test_podinfo_replicas_follow_the_env_overlay(demo: Demo) -> None:
@@ -189,7 +189,7 @@ def test_commit_change_is_applied_on_next_reconcile(demo: Demo) -> None:
 
     guestbook = demo.fleet.application("guestbook")
     for cluster in demo.fleet.targets(guestbook):
-        outcome = demo.engine.reconcile(demo.fleet, "guestbook", cluster.name)
+        outcome = demo.engine.reconcile(demo.fleet.target("guestbook", cluster.name))
         assert outcome.sync is SyncStatus.SYNCED and not outcome.errors, _describe([outcome])
         assert outcome.revision == commit
         changed = {c.object: c.action for c in outcome.changes if c.action is not Action.UNCHANGED}

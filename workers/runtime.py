@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from reconciler.engine import Engine
+from reconciler.engine import Engine, RenderInput
 from reconciler.errors import ConfigError
 from reconciler.fleet import Fleet, Source, load_fleet
 from reconciler.kube import ClientFactory
@@ -99,20 +99,20 @@ class Runtime:
             source.repo, source.revision, fetch_and_resolve, fresh=fresh
         )
 
-    def render(self, source: Source, commit: str, path: str) -> list[RenderedObject]:
-        """Rendered objects of ``path`` at ``commit``, from the shared cache when there."""
-        key = render_key(source, path)
+    def render(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+        """Rendered objects of ``spec`` at ``commit``, from the shared cache when there.
+
+        The key covers everything a render depends on (path, Helm values and value files,
+        Jsonnet arguments, the cluster version a chart sees), so targets share a render
+        exactly when it would come out the same.
+        """
+        key = spec.key()
         cached = self.renders.get(commit, key)
         if cached is not None:
             return [RenderedObject(**item) for item in cached]
-        objects = self.engine.render_from_git(source, commit, path)
+        objects = self.engine.render_from_git(spec, commit)
         self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
         return objects
-
-
-def render_key(source: Source, path: str) -> str:
-    """What a render depends on besides the commit: the repository and the path."""
-    return f"{source.repo}\0{path}"
 
 
 def _rendered_dict(obj: RenderedObject) -> dict[str, Any]:

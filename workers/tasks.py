@@ -25,11 +25,12 @@ from celery.signals import worker_process_init
 
 from reconciler.engine import Options
 from reconciler.errors import ConfigError, LockBusy, ReconcilerError
+from reconciler.fleet import Fleet
 from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.store.lock import TargetLock
 from workers.app import SOFT_TIME_LIMIT, app, queue_for, route_label
-from workers.runtime import Runtime, render_key, reset_runtime, runtime
+from workers.runtime import Runtime, reset_runtime, runtime
 
 log = logging.getLogger("reconciler.workers")
 
@@ -88,12 +89,7 @@ def reconcile_app(
         log.warning("reconcile_app %s: source: %s", app_name, exc)
         commit = None
     if commit is not None:
-        for path in sorted({fleet.target(app_name, c.name).path for c in targets}):
-            if not rt.renders.has(commit, render_key(application.source, path)):
-                try:
-                    rt.render(application.source, commit, path)
-                except ReconcilerError as exc:
-                    log.warning("reconcile_app %s: render %s: %s", app_name, path or ".", exc)
+        _prerender(rt, fleet, app_name, [c.name for c in targets], commit)
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
     label = route_label()
     sent = []
@@ -113,6 +109,26 @@ def reconcile_app(
         )
         sent.append({"cluster": cluster.name, "task_id": task_id, "queued": True})
     return {"application": app_name, "revision": commit, "trigger": trigger, "targets": sent}
+
+
+def _prerender(rt: Runtime, fleet: Fleet, app_name: str, clusters: list[str], commit: str) -> None:
+    """Render each distinct (path, value files) once into the shared cache.
+
+    The first cluster of each group renders for all: clusters of another version (a
+    chart's ``.Capabilities``) miss the cache and render their own.
+    """
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for name in clusters:
+        target = fleet.target(app_name, name)
+        if (target.path, target.value_files) in seen:
+            continue
+        seen.add((target.path, target.value_files))
+        try:
+            spec = rt.engine.render_input(target, rt.engine.client(target))
+            if not rt.renders.has(commit, spec.key()):
+                rt.render(spec, commit)
+        except ReconcilerError as exc:
+            log.warning("reconcile_app %s: render %s: %s", app_name, target.path or ".", exc)
 
 
 @app.task(
@@ -171,14 +187,12 @@ def _run(
 ) -> Outcome:
     """The engine's run, with the process's fleet and caches; never raises our errors."""
     try:
-        fleet = rt.fleet()
-        application = fleet.application(app_name)
+        target = rt.fleet().target(app_name, cluster_name)
         if revision is None:
-            revision = rt.resolve(application.source, fresh=False)
+            revision = rt.resolve(target.app.source, fresh=False)
         return rt.engine.reconcile(
-            fleet, app_name, cluster_name, trigger=kind,
-            options=Options(revision=revision, fresh=False),
-        )  # fmt: skip
+            target, trigger=kind, options=Options(revision=revision, fresh=False)
+        )
     except ReconcilerError as exc:
         return _failed(app_name, cluster_name, kind, revision, Problem(str(exc), exc.retryable))
     except SoftTimeLimitExceeded:

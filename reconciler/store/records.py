@@ -86,9 +86,16 @@ def summarize(outcome: Mapping[str, Any]) -> dict[str, Any]:
         "finished": _finished(outcome.get("started"), duration),
         "duration": duration,
         "error": str(errors[0].get("message", "")) if errors else "",
+        "reason": str(outcome.get("reason", "")),
+        "hooks": _hook_counts(outcome.get("hooks") or []),
         "retryable": bool(outcome.get("retryable", False)),
         "trigger": outcome.get("trigger", ""),
     }
+
+
+def _hook_counts(hooks: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Hooks of the run by result (``{"Succeeded": 2, "Failed": 1}``), for listings."""
+    return dict(Counter(str(hook.get("result", "")) for hook in hooks))
 
 
 class Records:

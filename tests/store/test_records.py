@@ -44,6 +44,10 @@ def outcome(app: str = "web", cluster: str = "prod", **fields: Any) -> dict[str,
             {"object": "Deployment.apps/default/web", "paths": ["/spec/replicas"], "diff": ""}
         ],
         "errors": [],
+        "hooks": [
+            {"object": "Job.batch/default/migrate", "phase": "PreSync", "result": "Succeeded"},
+            {"object": "Pod/default/test", "phase": "test", "result": "Skipped"},
+        ],
         "retryable": False,
     }
     base.update(fields)
@@ -67,12 +71,15 @@ def test_status_entry_summarises_the_outcome(records: Records) -> None:
         "health": "Healthy",
         "drift_count": 0,  # a Synced run corrected what it found
         "actions": {
-            "created": 0, "configured": 1, "unchanged": 1, "pruned": 1, "skipped": 0, "failed": 0,
+            "created": 0, "configured": 1, "unchanged": 1, "pruned": 1, "replaced": 0,
+            "skipped": 0, "failed": 0,
         },
         "started": "2024-05-01T12:00:00Z",
         "finished": "2024-05-01T12:00:01.500000Z",
         "duration": 1.5,
         "error": "",
+        "reason": "",
+        "hooks": {"Succeeded": 1, "Skipped": 1},
         "retryable": False,
         "trigger": "schedule",
     }  # fmt: skip
