@@ -126,7 +126,8 @@ def test_guestbook_and_platform_become_healthy(demo: Demo) -> None:
 def test_podinfo_becomes_healthy(demo: Demo) -> None:
     podinfo = demo.fleet.application("podinfo")
     for cluster in demo.fleet.targets(podinfo):
-        assert demo.engine.reconcile(demo.fleet.target("podinfo", cluster.name)).health is Health.HEALTHY
+        outcome = demo.engine.reconcile(demo.fleet.target("podinfo", cluster.name))
+        assert outcome.health is Health.HEALTHY
 
 
 def test_podinfo_replicas_follow_the_env_overlay(demo: Demo) -> None:
