@@ -114,6 +114,17 @@ class Options:
     #: First pause between health polls of a wave or a hook; it grows to ``max_poll``.
     poll: float = 0.05
     max_poll: float = 1.0
+    #: ``time.monotonic()`` by which the run must be over (a worker's task time limit).
+    #: A wave or hook still waited on then stops the run as retryable: the next run
+    #: finds the waves already applied and Healthy, and goes on from there.
+    deadline: float | None = None
+
+    def wait_until(self, seconds: float) -> tuple[float, bool]:
+        """The deadline of a wait of ``seconds`` from now, and whether the run's cuts it."""
+        wanted = time.monotonic() + seconds
+        if self.deadline is not None and self.deadline < wanted:
+            return self.deadline, True
+        return wanted, False
 
 
 class _Stop(ReconcilerError):
@@ -476,7 +487,7 @@ class Engine:
     ) -> None:
         """Every object of a wave Healthy, re-read from the cluster, within ``timeout``."""
         pending = {ObjectKey.of(o) for o in objs}
-        deadline = time.monotonic() + timeout
+        deadline, cut = options.wait_until(timeout)
         pause = options.poll
         with _stage(Reason.WAVE_FAILED):
             while True:
@@ -498,9 +509,10 @@ class Engine:
                 if not pending:
                     return
                 if time.monotonic() >= deadline:
+                    waited = "when the run's time ran out" if cut else f"after {timeout:g}s"
                     raise _Stop(Reason.WAVE_TIMEOUT, [
-                        Problem(f"{k}: wave {number} not Healthy after {timeout:g}s: "
-                                f"{states[k][0].value}: {states[k][1]}", False, str(k))
+                        Problem(f"{k}: wave {number} not Healthy {waited}: "
+                                f"{states[k][0].value}: {states[k][1]}", cut, str(k))
                         for k in sorted(pending)
                     ])  # fmt: skip
                 time.sleep(pause)
@@ -624,7 +636,7 @@ class _Hooks:
 
     def _wait(self, started: list[tuple[Hook, ObjectKey]]) -> list[tuple[str, HookResult, str]]:
         """Poll every started hook until each has succeeded or failed, or time is up."""
-        deadline = time.monotonic() + self.timeout
+        deadline, cut = self.options.wait_until(self.timeout)
         pause = self.options.poll
         done: dict[ObjectKey, tuple[HookResult, str]] = {}
         while True:
@@ -639,6 +651,11 @@ class _Hooks:
                 break
             time.sleep(pause)
             pause = min(pause * 1.5, self.options.max_poll)
+        if cut and len(done) < len(started):
+            raise _Stop(Reason.HOOK_FAILED, [
+                Problem(f"{key}: hook still running when the run's time ran out", True, str(key))
+                for _, key in started if key not in done
+            ])  # fmt: skip
         return [
             (str(key), *done.get(key, (HookResult.RUNNING,
                                        f"did not complete within {self.timeout:g}s")))

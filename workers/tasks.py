@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,8 @@ log = logging.getLogger("reconciler.workers")
 LOCK_TTL = float(os.environ.get("RECONCILER_LOCK_TTL", "60"))
 #: Retries of a target whose failure was transient, with exponential backoff and jitter.
 MAX_RETRIES = 5
+#: Seconds of a task's soft time limit kept for recording the outcome after the run.
+RUN_MARGIN = 15.0
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 120.0
 #: How long a queued forced sync stays marked as waiting (safety net if it is lost).
@@ -190,9 +193,11 @@ def _run(
         target = rt.fleet().target(app_name, cluster_name)
         if revision is None:
             revision = rt.resolve(target.app.source, fresh=False)
-        return rt.engine.reconcile(
-            target, trigger=kind, options=Options(revision=revision, fresh=False)
-        )
+        # Waves and hooks wait within the task's time limit; past it, the run stops as
+        # retryable and the next one goes on from the waves already Healthy.
+        deadline = time.monotonic() + SOFT_TIME_LIMIT - RUN_MARGIN
+        options = Options(revision=revision, fresh=False, deadline=deadline)
+        return rt.engine.reconcile(target, trigger=kind, options=options)
     except ReconcilerError as exc:
         return _failed(app_name, cluster_name, kind, revision, Problem(str(exc), exc.retryable))
     except SoftTimeLimitExceeded:

@@ -7,12 +7,14 @@ Pods, or fail or hang them when the object carries ``kubesim.dev/rollout: fail|h
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.engine import Options
 from reconciler.fleet import Fleet
 from reconciler.inventory import NAMESPACE, from_configmap, name_for
 from reconciler.model import SyncStatus
@@ -229,3 +231,16 @@ def test_immutable_change_fails_naming_the_field_unless_replace(world: World) ->
         f"Job.batch/{world.namespace}/once"] == "replaced"  # fmt: skip
     live = batch(world).read_namespaced_job("once", world.namespace)
     assert live.spec.template.spec.containers[0].image == "a:2"
+
+
+def test_a_wave_still_waited_on_when_the_run_must_end_is_retryable(world: World) -> None:
+    world.repo.write("app/schema.yaml", job("schema", **{
+        "argocd.argoproj.io/sync-wave": "1", "kubesim.dev/rollout": "hang"}))  # fmt: skip
+    world.repo.write("app/web.yaml", deployment(**{"argocd.argoproj.io/sync-wave": "2"}))
+    world.repo.commit("waves")
+    started = time.monotonic()
+    outcome = run(world, fleet(world), options=Options(deadline=time.monotonic() + 1.0))
+    assert time.monotonic() - started < 30  # not the 5m waveTimeout
+    assert outcome.reason == "WaveTimeout"
+    assert outcome.retryable
+    assert "when the run's time ran out" in outcome.errors[0].message
