@@ -77,11 +77,17 @@ class RenderInput:
     directory: DirectoryOptions | None = None
 
     def key(self) -> str:
-        """A stable digest of the inputs, for the render cache."""
+        """A stable digest of the inputs, for the render cache.
+
+        ``chart`` counts only when the kind is left to detection (it is used only then),
+        so Jsonnet and directory renders are shared by every cluster whatever its
+        version or API groups.
+        """
+        detected = self.helm is None and self.jsonnet is None and self.directory is None
         data = {
             "repo": self.repo,
             "path": self.path,
-            "chart": _plain(self.chart),
+            "chart": _plain(self.chart) if detected else None,
             "helm": _plain(self.helm),
             "jsonnet": _plain(self.jsonnet),
             "directory": _plain(self.directory),
@@ -290,7 +296,12 @@ class Engine:
         )
 
     def render_input(self, target: Target, kube: KubeClient) -> RenderInput:
-        """What the target's render depends on; asks the cluster only for Helm."""
+        """What the target's render depends on.
+
+        The cluster's version and API groups (Helm's ``.Capabilities``) are read once per
+        client (three requests, then kept) whatever the source, because a path left to
+        detection may turn out to hold a chart.
+        """
         source, app = target.app.source, target.app
         kube_version, api_versions = kube.capabilities()
         chart = HelmOptions(release_name=app.name, namespace=app.destination.namespace,
