@@ -2,17 +2,32 @@
 
 A first-time user should see the platform do what it does in production, not a toy: so the
 demo is a real repository on disk (made with the ``git`` CLI, so it is exactly what a team
-would push), holding the three layouts the renderer supports (plain YAML, kustomize
-overlays chosen per cluster by a label, and a CRD with its custom resource in sync waves),
-and a fleet file that sends them to clusters by label.  Images are real public names so
-the manifests read like real ones; the simulated clusters never pull them.
+would push), laid out as teams lay theirs out, one application per layout the renderers
+support:
+
+* ``guestbook/``: plain YAML;
+* ``podinfo/``: kustomize overlays, one per cluster ``env`` label;
+* ``platform/``: a CRD, RBAC and a custom resource in sync waves (prod only);
+* ``charts/api/``: a Helm chart as ``helm create`` lays one out (``_helpers.tpl``,
+  ``values.yaml`` plus ``values-dev.yaml``/``values-prod.yaml`` chosen by the ``env``
+  label), with a pre-install/pre-upgrade migration Job that deletes itself once it
+  succeeded, a post-install/post-upgrade smoke-test Job and a ``helm test`` Pod (which a
+  GitOps sync skips, saying so);
+* ``status-page/``: Jsonnet with a top-level argument, an external variable and a library
+  path (``lib/``), declaring its own Namespace, so the stage that applies Namespaces
+  before anything else shows in every first sync.
+
+A fleet file sends them to clusters by label.  Images are real public names so the
+manifests read like real ones; the simulated clusters never pull them, and kubesim's
+controllers complete the hook Jobs a moment after they are created.
 
 ``commit_change`` makes a visible commit (a counter in the guestbook ConfigMap), so a user
 can watch a change travel from Git to every cluster, and tests can do the same.
 
 Creating the demo twice on one root reuses the repository (and its history) instead of
-failing or silently replacing it; anything at ``root/apps`` that is not a demo repository
-is never touched.
+failing or silently replacing it; a repository made before an application joined the demo
+gets that application's folders in a commit of its own, since the rewritten fleet file
+names it.  Anything at ``root/apps`` that is not a demo repository is never touched.
 """
 
 from __future__ import annotations
@@ -58,8 +73,16 @@ FLEET_HEADER = (
 )
 #: The ConfigMap ``commit_change`` edits, relative to the repository root.
 CHANGE_FILE = "guestbook/configmap.yaml"
-#: Environments that have a podinfo overlay; every demo cluster needs one as its ``env``.
+#: Environments with a podinfo overlay and an api values file; every demo cluster needs
+#: one of them as its ``env`` label.
 ENVIRONMENTS = ("dev", "prod")
+#: The Helm chart's folder, its release name and the destination namespace.
+API_CHART = "charts/api"
+API_NAMESPACE = "api"
+#: The Jsonnet application's folder, its library path, and the namespace it declares.
+STATUS_PAGE_DIR = "status-page"
+JSONNET_LIB_DIR = "lib"
+STATUS_PAGE_NAMESPACE = "status-page"
 
 #: A fixed identity, and no user or system Git configuration (hooks, signing, templates
 #: settings), so the demo commits the same way on every machine.
@@ -419,6 +442,501 @@ PLATFORM_WIDGET: dict[str, Any] = {
     "spec": {"size": 3, "color": "green"},
 }
 
+# --------------------------------------------------------------------------------------
+# The Helm chart: charts/api
+# --------------------------------------------------------------------------------------
+#
+# Written as text, not dumped from dicts: a chart's templates are Go templates, and its
+# value files carry the comments that document each value, as real charts' do.
+
+_API_CHART_YAML = """\
+apiVersion: v2
+name: api
+description: The orders API (a small HTTP service), with its schema migrations and a smoke test
+type: application
+version: 0.3.0
+appVersion: "1.0.0"
+maintainers:
+  - name: platform-team
+    email: platform@example.com
+"""
+
+_API_HELMIGNORE = """\
+# Patterns to ignore when building packages.
+.DS_Store
+.git/
+*.swp
+*.bak
+*.tmp
+.vscode/
+"""
+
+_API_VALUES = """\
+# Defaults for every environment.  values-<env>.yaml, chosen by the cluster's env label,
+# override them, and the fleet file's helm.values override both.
+replicaCount: 1
+
+image:
+  repository: hashicorp/http-echo
+  # Empty: the chart's appVersion.
+  tag: ""
+  pullPolicy: IfNotPresent
+
+nameOverride: ""
+fullnameOverride: ""
+# app.kubernetes.io/part-of on every object, when set.
+partOf: ""
+
+environment: default
+logLevel: info
+containerPort: 5678
+
+service:
+  type: ClusterIP
+  port: 80
+
+resources:
+  requests:
+    cpu: 50m
+    memory: 32Mi
+  limits:
+    cpu: 200m
+    memory: 64Mi
+
+podDisruptionBudget:
+  enabled: false
+  minAvailable: 1
+
+database:
+  url: postgres://api@postgres:5432/orders
+
+# Schema migrations run before every install and upgrade (a pre-install,pre-upgrade hook).
+migrations:
+  image: migrate/migrate:v4.17.1
+
+# A request to the new release after every install and upgrade (a post-install hook).
+smokeTest:
+  enabled: true
+  image: curlimages/curl:8.10.1
+"""
+
+_API_VALUES_DEV = """\
+# Development clusters: one replica, verbose logs, the shared development database.
+replicaCount: 1
+environment: dev
+logLevel: debug
+database:
+  url: postgres://api@postgres.dev-data.svc:5432/orders_dev
+"""
+
+_API_VALUES_PROD = """\
+# Production clusters: three replicas kept at two or more through disruptions.
+replicaCount: 3
+environment: prod
+logLevel: warn
+database:
+  url: postgres://api@orders-db.prod-data.svc:5432/orders
+resources:
+  requests:
+    cpu: 250m
+    memory: 128Mi
+  limits:
+    cpu: "1"
+    memory: 256Mi
+podDisruptionBudget:
+  enabled: true
+  minAvailable: 2
+"""
+
+_API_HELPERS = """\
+{{/*
+The chart's name, overridable with nameOverride.
+*/}}
+{{- define "api.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+A fully qualified name: the release name alone when it already contains the chart name.
+*/}}
+{{- define "api.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image, its tag the chart's appVersion unless image.tag says otherwise.
+*/}}
+{{- define "api.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+Chart name and version, as the helm.sh/chart label wants them.
+*/}}
+{{- define "api.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+What the Service and the Deployment select on: never changes once a release exists.
+*/}}
+{{- define "api.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "api.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of every object of the release.
+*/}}
+{{- define "api.labels" -}}
+helm.sh/chart: {{ include "api.chart" . }}
+{{ include "api.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: backend
+{{- with .Values.partOf }}
+app.kubernetes.io/part-of: {{ . }}
+{{- end }}
+environment: {{ .Values.environment }}
+{{- end }}
+
+{{/*
+Labels of the hook Jobs and their Pods: not the selector labels, so the Service never
+sends traffic to a migration.
+*/}}
+{{- define "api.hookLabels" -}}
+helm.sh/chart: {{ include "api.chart" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+"""
+
+_API_NOTES = """\
+{{- $name := include "api.fullname" . }}
+{{ $name }} ({{ .Values.environment }}) runs in {{ .Release.Namespace }}.
+
+  kubectl -n {{ .Release.Namespace }} port-forward svc/{{ $name }} 8080:{{ .Values.service.port }}
+  curl http://127.0.0.1:8080/health
+"""
+
+_API_SERVICE_ACCOUNT = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "api.fullname" . }}
+  labels:
+    {{- include "api.labels" . | nindent 4 }}
+automountServiceAccountToken: false
+"""
+
+_API_CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "api.fullname" . }}
+  labels:
+    {{- include "api.labels" . | nindent 4 }}
+data:
+  APP_ENV: {{ .Values.environment | quote }}
+  LOG_LEVEL: {{ .Values.logLevel | quote }}
+  DATABASE_URL: {{ .Values.database.url | quote }}
+"""
+
+_API_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "api.fullname" . }}
+  labels:
+    {{- include "api.labels" . | nindent 4 }}
+spec:
+  replicas: {{ .Values.replicaCount }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "api.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      annotations:
+        # Roll the Pods when their settings change.
+        checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+      labels:
+        {{- include "api.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: {{ include "api.fullname" . }}
+      containers:
+        - name: api
+          image: {{ include "api.image" . | quote }}
+          imagePullPolicy: {{ .Values.image.pullPolicy }}
+          args:
+            - "-listen=:{{ .Values.containerPort }}"
+            - "-text=orders api ({{ .Values.environment }})"
+          ports:
+            - name: http
+              containerPort: {{ .Values.containerPort }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "api.fullname" . }}
+          readinessProbe:
+            httpGet: {path: /health, port: http}
+            periodSeconds: 5
+          livenessProbe:
+            httpGet: {path: /health, port: http}
+            initialDelaySeconds: 10
+            periodSeconds: 15
+          resources:
+            {{- toYaml .Values.resources | nindent 12 }}
+"""
+
+_API_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "api.fullname" . }}
+  labels:
+    {{- include "api.labels" . | nindent 4 }}
+spec:
+  type: {{ .Values.service.type }}
+  selector:
+    {{- include "api.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: http
+      port: {{ .Values.service.port }}
+      targetPort: http
+      protocol: TCP
+"""
+
+_API_PDB = """\
+{{- if .Values.podDisruptionBudget.enabled }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "api.fullname" . }}
+  labels:
+    {{- include "api.labels" . | nindent 4 }}
+spec:
+  minAvailable: {{ .Values.podDisruptionBudget.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "api.selectorLabels" . | nindent 6 }}
+{{- end }}
+"""
+
+#: Before the new Pods start: deleted once it succeeded (a failed one stays to be read).
+_API_DB_MIGRATE = """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include "api.fullname" . }}-db-migrate
+  labels:
+    {{- include "api.hookLabels" (dict "context" . "component" "migration") | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-5"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+spec:
+  backoffLimit: 1
+  activeDeadlineSeconds: 600
+  template:
+    metadata:
+      labels:
+        {{- include "api.hookLabels" (dict "context" . "component" "migration") | nindent 8 }}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: {{ .Values.migrations.image | quote }}
+          args: ["-path=/migrations", "-database=$(DATABASE_URL)", "up"]
+          env:
+            - name: DATABASE_URL
+              value: {{ .Values.database.url | quote }}
+"""
+
+#: After the sync: kept until the next run replaces it, so its result can be read.
+_API_SMOKE_TEST = """\
+{{- if .Values.smokeTest.enabled }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include "api.fullname" . }}-smoke-test
+  labels:
+    {{- include "api.hookLabels" (dict "context" . "component" "smoke-test") | nindent 4 }}
+  annotations:
+    helm.sh/hook: post-install,post-upgrade
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  backoffLimit: 2
+  template:
+    metadata:
+      labels:
+        {{- include "api.hookLabels" (dict "context" . "component" "smoke-test") | nindent 8 }}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: smoke-test
+          image: {{ .Values.smokeTest.image | quote }}
+          args:
+            - "-fsS"
+            - "--retry"
+            - "5"
+            - "--retry-connrefused"
+            - "http://{{ include "api.fullname" . }}:{{ .Values.service.port }}/health"
+{{- end }}
+"""
+
+#: ``helm test`` only: a GitOps sync has no moment for it and reports it skipped.
+_API_TEST_CONNECTION = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ include "api.fullname" . }}-test-connection
+  labels:
+    {{- include "api.hookLabels" (dict "context" . "component" "test") | nindent 4 }}
+  annotations:
+    helm.sh/hook: test
+spec:
+  restartPolicy: Never
+  containers:
+    - name: wget
+      image: busybox:1.36
+      command: ["wget"]
+      args: ["{{ include "api.fullname" . }}:{{ .Values.service.port }}/health"]
+"""
+
+#: The chart's files, relative to the chart folder.
+API_CHART_FILES: dict[str, str] = {
+    "Chart.yaml": _API_CHART_YAML,
+    ".helmignore": _API_HELMIGNORE,
+    "values.yaml": _API_VALUES,
+    "values-dev.yaml": _API_VALUES_DEV,
+    "values-prod.yaml": _API_VALUES_PROD,
+    "templates/_helpers.tpl": _API_HELPERS,
+    "templates/NOTES.txt": _API_NOTES,
+    "templates/serviceaccount.yaml": _API_SERVICE_ACCOUNT,
+    "templates/configmap.yaml": _API_CONFIGMAP,
+    "templates/deployment.yaml": _API_DEPLOYMENT,
+    "templates/service.yaml": _API_SERVICE,
+    "templates/pdb.yaml": _API_PDB,
+    "templates/hooks/db-migrate.yaml": _API_DB_MIGRATE,
+    "templates/hooks/smoke-test.yaml": _API_SMOKE_TEST,
+    "templates/tests/test-connection.yaml": _API_TEST_CONNECTION,
+}
+
+
+# --------------------------------------------------------------------------------------
+# The Jsonnet application: status-page, with its library in lib/
+# --------------------------------------------------------------------------------------
+
+_KUBE_LIBSONNET = """\
+// Constructors for the kinds the demo's Jsonnet applications use, with the labels the
+// platform's dashboards group by.  Small on purpose: read it in one sitting.
+{
+  labels(name, component):: {
+    'app.kubernetes.io/name': name,
+    'app.kubernetes.io/component': component,
+    'app.kubernetes.io/part-of': 'reconciler-demo',
+  },
+
+  namespace(name, labels={}):: {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: name, labels: labels },
+  },
+
+  configMap(name, data, labels):: {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: name, labels: labels },
+    data: data,
+  },
+
+  container(name, image, port):: {
+    name: name,
+    image: image,
+    ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
+    readinessProbe: { httpGet: { path: '/', port: 'http' }, periodSeconds: 10 },
+    resources: {
+      requests: { cpu: '50m', memory: '64Mi' },
+      limits: { cpu: '250m', memory: '256Mi' },
+    },
+  },
+
+  deployment(name, replicas, containers, labels):: {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: name, labels: labels },
+    spec: {
+      replicas: replicas,
+      selector: { matchLabels: { 'app.kubernetes.io/name': name } },
+      template: {
+        metadata: { labels: labels },
+        spec: { containers: containers },
+      },
+    },
+  },
+
+  service(name, port, labels):: {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: name, labels: labels },
+    spec: {
+      type: 'ClusterIP',
+      selector: { 'app.kubernetes.io/name': name },
+      ports: [{ name: 'http', port: port, targetPort: 'http', protocol: 'TCP' }],
+    },
+  },
+}
+"""
+
+_STATUS_PAGE_JSONNET = """\
+// The status page: a small web app that probes the demo's other applications.
+// Top-level arguments: namespace (a string) and replicas (code); external variable: team.
+//
+//   jsonnet -J lib --ext-str team=platform --tla-str namespace=status-page \\
+//     --tla-code replicas=2 status-page/main.jsonnet
+local kube = import 'kube.libsonnet';
+
+// What the page probes: the other demo applications, by their in-cluster names.
+local checks = [
+  { name: 'guestbook', url: 'http://guestbook-ui.guestbook.svc/' },
+  { name: 'podinfo', url: 'http://podinfo.podinfo.svc:9898/readyz' },
+  { name: 'api', url: 'http://api.api.svc/health' },
+];
+
+function(namespace, replicas=1)
+  local team = std.extVar('team');
+  local name = 'status-page';
+  local labels = kube.labels(name, 'monitoring') + { team: team };
+  local inNamespace(obj) = obj + { metadata+: { namespace: namespace } };
+  [
+    // Declared here, not left to the platform to create: it carries the team's labels.
+    kube.namespace(namespace, {
+      team: team,
+      'pod-security.kubernetes.io/enforce': 'baseline',
+    }),
+  ] + std.map(inNamespace, [
+    kube.configMap(name, {
+      TEAM: team,
+      'checks.json': std.manifestJsonEx(checks, '  '),
+    }, labels),
+    kube.deployment(name, replicas, [
+      kube.container(name, 'louislam/uptime-kuma:1.23.16', 3001) + {
+        envFrom: [{ configMapRef: { name: name } }],
+      },
+    ], labels),
+    kube.service(name, 80, labels),
+  ])
+"""
+
 _README = """\
 # reconciler demo applications
 
@@ -427,6 +945,10 @@ Made by `reconciler up --demo`. Every folder is an application of `../fleet.yaml
 - `guestbook/`  plain YAML, on every cluster (namespace `guestbook`)
 - `podinfo/`    kustomize; each cluster gets `overlays/<its env label>` (namespace `podinfo`)
 - `platform/`   a CRD, RBAC and a custom resource in sync waves, prod only (namespace `platform`)
+- `charts/api/` a Helm chart; each cluster gets `values.yaml` then `values-<its env label>.yaml`,
+                a migration Job before the sync and a smoke-test Job after it (namespace `api`)
+- `status-page/` Jsonnet with a top-level argument and an external variable, importing
+                `lib/kube.libsonnet`; it declares its own Namespace (`status-page`)
 
 Edit, commit on `main`, and watch the clusters follow.
 """
@@ -459,11 +981,19 @@ def _repository_files() -> dict[str, str]:
             PLATFORM_SERVICE_ACCOUNT, PLATFORM_ROLE, PLATFORM_ROLE_BINDING
         ),
         "platform/20-widget.yaml": _yaml(PLATFORM_WIDGET),
+        **{f"{API_CHART}/{name}": text for name, text in API_CHART_FILES.items()},
+        f"{JSONNET_LIB_DIR}/kube.libsonnet": _KUBE_LIBSONNET,
+        f"{STATUS_PAGE_DIR}/main.jsonnet": _STATUS_PAGE_JSONNET,
     }
 
 
+#: The folders of the sample applications: a repository made by an older demo gets the
+#: ones it lacks (see ``_add_missing_folders``).
+SAMPLE_FOLDERS = ("guestbook", "podinfo", "platform", API_CHART, JSONNET_LIB_DIR, STATUS_PAGE_DIR)
+
+
 def _fleet(repo: Path, *, kubeconfig: str, clusters: Sequence[DemoCluster]) -> dict[str, Any]:
-    """The fleet file's content: every cluster, and the three applications from ``repo``."""
+    """The fleet file's content: every cluster, and the sample applications from ``repo``."""
 
     def source(path: str) -> dict[str, str]:
         return {"repo": str(repo), "revision": BRANCH, "path": path}
@@ -494,6 +1024,32 @@ def _fleet(repo: Path, *, kubeconfig: str, clusters: Sequence[DemoCluster]) -> d
                     "clusters": {"matchLabels": {"env": "prod"}},
                 },
                 "sync": {"interval": "60s", "prune": True},
+            },
+            {
+                "name": "api",
+                "source": {
+                    **source(API_CHART),
+                    "helm": {
+                        "releaseName": "api",
+                        "valueFiles": ["values.yaml", "values-{{ cluster.labels.env }}.yaml"],
+                        "values": {"partOf": _PART_OF["app.kubernetes.io/part-of"]},
+                    },
+                },
+                "destination": {"namespace": API_NAMESPACE},
+                "sync": {"interval": "30s"},
+            },
+            {
+                "name": "status-page",
+                "source": {
+                    **source(STATUS_PAGE_DIR),
+                    "jsonnet": {
+                        "tlas": {"namespace": STATUS_PAGE_NAMESPACE, "replicas": {"code": "2"}},
+                        "extVars": {"team": "platform"},
+                        "libs": [JSONNET_LIB_DIR],
+                    },
+                },
+                "destination": {"namespace": STATUS_PAGE_NAMESPACE},
+                "sync": {"interval": "60s"},
             },
         ],
     }
@@ -526,6 +1082,8 @@ def create_demo(
                 "refusing to overwrite it (choose another directory or remove it)"
             )
         _build_repository(repo)
+    else:
+        _add_missing_folders(repo)
     content = _fleet(repo, kubeconfig=kubeconfig, clusters=clusters)
     text = f"{FLEET_HEADER}\n{yaml.safe_dump(content, sort_keys=False, width=100)}"
     _write_atomically(fleet_path, text)
@@ -534,7 +1092,11 @@ def create_demo(
 
 
 def _check_clusters(clusters: Sequence[DemoCluster]) -> None:
-    """Every cluster needs an ``env`` with an overlay, or podinfo cannot render for it."""
+    """Every cluster needs an ``env`` with a podinfo overlay and an api values file.
+
+    Without one, those applications cannot render for the cluster, and the demo would
+    start with failures a first-time user did not cause.
+    """
     if not clusters:
         raise DemoError("the demo needs at least one cluster")
     for cluster in clusters:
@@ -542,7 +1104,8 @@ def _check_clusters(clusters: Sequence[DemoCluster]) -> None:
         if env not in ENVIRONMENTS:
             raise DemoError(
                 f"demo cluster {cluster.name!r}: label env must be one of "
-                f"{', '.join(ENVIRONMENTS)} (podinfo has an overlay for each), got {env!r}"
+                f"{', '.join(ENVIRONMENTS)} (podinfo has an overlay and api a values file "
+                f"for each), got {env!r}"
             )
 
 
@@ -569,6 +1132,36 @@ def _is_demo_repo(repo: Path) -> bool:
     except DemoError:
         return False
     return True
+
+
+def _add_missing_folders(repo: Path) -> None:
+    """Commit the sample folders that a repository made by an older demo lacks.
+
+    The fleet file is rewritten on every run and names every sample application, so a
+    repository created before an application joined the demo would fail to render it.
+    Only whole folders that are absent from the work tree are written, and committed on
+    ``main`` in a commit of their own (a pathspec commit: whatever the user has staged
+    stays staged); nothing that is there is changed.
+    """
+    missing = [folder for folder in SAMPLE_FOLDERS if not (repo / folder).exists()]
+    if not missing:
+        return
+    try:
+        branch = _git(repo, "symbolic-ref", "-q", "--short", "HEAD")
+    except DemoError:
+        branch = "a detached HEAD"
+    if branch != BRANCH:
+        raise DemoError(
+            f"{repo}: lacks the demo's {', '.join(missing)} and is on {branch}, not "
+            f"{BRANCH}; check out {BRANCH} so they can be added there"
+        )
+    for name, text in _repository_files().items():
+        if any(name.startswith(f"{folder}/") for folder in missing):
+            target = repo / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    _git(repo, "add", "--", *missing)
+    _git(repo, "commit", "-q", "-m", f"Add the demo's {', '.join(missing)}", "--", *missing)
 
 
 def _build_repository(repo: Path) -> None:

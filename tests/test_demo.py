@@ -1,16 +1,20 @@
-"""The demo world reconciles cleanly end to end: real Git, real kustomize, kubesim over HTTP.
+"""The demo world reconciles cleanly end to end: real Git, kustomize, Helm's engine and
+Jsonnet, kubesim over HTTP.
 
 ``reconciler up --demo`` is the first thing a new user runs, so everything it creates must
 sync on the first try and stay in sync; these tests drive it through the same engine the
 CLI and the workers use and read the result back with the official Kubernetes client.
+The first pass is kept: what it created and which hooks it ran is what a user sees once.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -33,6 +37,8 @@ from reconciler.model import Action, Health, SyncStatus
 from reconciler.outcome import Outcome
 
 CLUSTERS = [cluster.name for cluster in DEMO_CLUSTERS]
+#: The demo's applications, in the fleet file's order.
+APPS = ("guestbook", "podinfo", "platform", "api", "status-page")
 
 
 @dataclass
@@ -44,6 +50,10 @@ class Demo:
     kubeconfig: str
     fleet: Fleet
     engine: Engine
+    #: The first pass, by (application, cluster).
+    first: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+    #: What the first pass wrote to each cluster, in order: paths of the applies and creates.
+    first_writes: dict[str, list[str]] = field(default_factory=dict)
     clients: dict[str, client.ApiClient] = field(default_factory=dict)
 
     def reconcile_all(self) -> list[Outcome]:
@@ -61,6 +71,27 @@ class Demo:
             )
         return self.clients[cluster]
 
+    def plain(self, cluster: str, model: object) -> dict[str, Any]:
+        """A client model as the JSON the server sent: the keys kubectl shows, no None."""
+        data: dict[str, Any] = self.api(cluster).sanitize_for_serialization(model)
+        return data
+
+    def items(self, cluster: str, listed: object) -> list[dict[str, Any]]:
+        """The items of a client list model, as plain JSON."""
+        items: list[dict[str, Any]] = self.plain(cluster, listed).get("items", [])
+        return items
+
+    def first_pass(self, app: str) -> dict[str, Outcome]:
+        """The first pass of ``app``, by cluster."""
+        return {c: o for (a, c), o in self.first.items() if a == app}
+
+    def writes(self, cluster: str) -> int:
+        """Mutating requests kubesim served for ``cluster`` since its last reset."""
+        return sum(
+            n for (verb, _), n in self.sim.requests(cluster).items()
+            if verb in {"create", "update", "patch", "delete", "deletecollection"}
+        )  # fmt: skip
+
 
 def _describe(outcomes: list[Outcome]) -> str:
     return "\n".join(
@@ -68,6 +99,25 @@ def _describe(outcomes: list[Outcome]) -> str:
         f"drift={[d.object for d in o.drift]}"
         for o in outcomes
     )
+
+
+def _applied_paths(log: list[dict[str, Any]]) -> list[str]:
+    """Paths (no cluster prefix, no query) of the writes that took effect, in order.
+
+    Dry-runs and refused requests are left out: they change nothing in the cluster.
+    """
+    paths = []
+    for entry in log:
+        path, _, query = str(entry["path"]).partition("?")
+        writes = entry["method"] in {"POST", "PUT", "PATCH"} and "dryRun" not in query
+        if writes and 200 <= int(entry["status"]) < 300:
+            paths.append("/" + path.split("/", 3)[3])  # drop /clusters/NAME
+    return paths
+
+
+def _hooks(outcome: Outcome) -> list[tuple[str, str, str]]:
+    """``(object, phase, result)`` of each hook of a run, in the order the run reports them."""
+    return [(h.object, h.phase, h.result) for h in outcome.hooks]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +132,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         state = Demo(sim, root, kubeconfig, load_fleet(fleet_path), engine)
         first = state.reconcile_all()
         assert all(o.sync is SyncStatus.SYNCED and not o.errors for o in first), _describe(first)
+        state.first = {(o.application, o.cluster): o for o in first}
+        state.first_writes = {name: _applied_paths(sim.request_log(name)) for name in CLUSTERS}
         yield state
         engine.clients.close()
         for api in state.clients.values():
@@ -93,33 +145,50 @@ def test_fleet_file_is_valid_and_targets_by_label(demo: Demo) -> None:
     assert [c.name for c in fleet.clusters] == CLUSTERS
     assert {c.context for c in fleet.clusters} == set(CLUSTERS)
     assert all(c.kubeconfig == demo.kubeconfig for c in fleet.clusters)
-    assert [a.name for a in fleet.applications] == ["guestbook", "podinfo", "platform"]
+    assert [a.name for a in fleet.applications] == [*APPS]
     assert not fleet.warnings
     targets = {app.name: [c.name for c in fleet.targets(app)] for app in fleet.applications}
-    assert targets == {"guestbook": CLUSTERS, "podinfo": CLUSTERS, "platform": ["sim-1"]}
+    assert targets == {name: CLUSTERS for name in APPS} | {"platform": ["sim-1"]}
     podinfo = fleet.application("podinfo")
     assert fleet.source_path(podinfo, fleet.cluster("sim-1")) == "podinfo/overlays/prod"
     assert fleet.source_path(podinfo, fleet.cluster("sim-3")) == "podinfo/overlays/dev"
+    api = {name: fleet.target("api", name) for name in CLUSTERS}
+    assert {name: t.path for name, t in api.items()} == dict.fromkeys(CLUSTERS, "charts/api")
+    assert {name: t.value_files for name, t in api.items()} == {
+        "sim-1": ("charts/api/values.yaml", "charts/api/values-prod.yaml"),
+        "sim-2": ("charts/api/values.yaml", "charts/api/values-dev.yaml"),
+        "sim-3": ("charts/api/values.yaml", "charts/api/values-dev.yaml"),
+    }
+    jsonnet = fleet.application("status-page").source.jsonnet
+    assert jsonnet is not None
+    assert (set(jsonnet.tlas), set(jsonnet.ext_vars), jsonnet.libs) == (
+        {"namespace", "replicas"}, {"team"}, ("lib",),
+    )  # fmt: skip
+    assert jsonnet.tlas["replicas"].code and not jsonnet.ext_vars["team"].code
     intervals = {app.name: app.sync.interval_seconds for app in fleet.applications}
-    assert intervals == {"guestbook": 30.0, "podinfo": 30.0, "platform": 60.0}
+    assert intervals == {"guestbook": 30.0, "podinfo": 30.0, "platform": 60.0, "api": 30.0,
+                         "status-page": 60.0}  # fmt: skip
     assert fleet.application("platform").sync.prune
 
 
-def test_second_pass_finds_no_drift(demo: Demo) -> None:
+def test_second_pass_writes_nothing_and_runs_no_hook(demo: Demo) -> None:
+    """Nothing drifted, so nothing is written and no hook runs again (a migration would)."""
+    for name in CLUSTERS:
+        demo.sim.reset_requests(name)
     outcomes = demo.reconcile_all()
-    assert len(outcomes) == 7  # guestbook x3, podinfo x3, platform x1
+    assert len(outcomes) == 13  # platform on prod only; the others on all three
     for outcome in outcomes:
         assert outcome.sync is SyncStatus.SYNCED, _describe([outcome])
         assert not outcome.drift and not outcome.errors, _describe([outcome])
         assert {c.action for c in outcome.changes} == {Action.UNCHANGED}
+        assert outcome.hooks == [], _hooks(outcome)
+    assert {name: demo.writes(name) for name in CLUSTERS} == dict.fromkeys(CLUSTERS, 0)
 
 
-def test_guestbook_and_platform_become_healthy(demo: Demo) -> None:
+def test_every_application_becomes_healthy(demo: Demo) -> None:
     outcomes = demo.reconcile_all()
     assert {(o.application, o.health) for o in outcomes} == {
-        ("guestbook", Health.HEALTHY),
-        ("platform", Health.HEALTHY),
-        ("podinfo", Health.HEALTHY),
+        (name, Health.HEALTHY) for name in APPS
     }
 
 
@@ -180,6 +249,111 @@ def test_platform_only_on_prod(demo: Demo) -> None:
     assert "platform" not in namespaces
 
 
+def test_api_chart_runs_its_hooks_around_the_first_sync(demo: Demo) -> None:
+    """The migration before the Deployment is written, the smoke test after; ``helm test``
+    never.
+
+    Delete policies decide what is left: the migration (hook-succeeded) is gone, the
+    smoke test (before-hook-creation) stays until the next sync replaces it.
+    """
+    first = demo.first_pass("api")
+    assert sorted(first) == CLUSTERS
+    for name, outcome in first.items():
+        assert _hooks(outcome) == [
+            ("Pod/api/api-test-connection", "test", "Skipped"),
+            ("Job.batch/api/api-db-migrate", "PreSync", "Succeeded"),
+            ("Job.batch/api/api-smoke-test", "PostSync", "Succeeded"),
+        ], name
+        created = {c.object for c in outcome.changes if c.action is Action.CREATED}
+        assert created >= {
+            "Namespace/api", "ServiceAccount/api/api", "ConfigMap/api/api", "Service/api/api",
+            "Deployment.apps/api/api",
+        }  # fmt: skip
+        assert not any("db-migrate" in c.object or "smoke" in c.object for c in outcome.changes)
+        writes = demo.first_writes[name]
+        migrate = writes.index("/apis/batch/v1/namespaces/api/jobs/api-db-migrate")
+        deployment = writes.index("/apis/apps/v1/namespaces/api/deployments/api")
+        smoke = writes.index("/apis/batch/v1/namespaces/api/jobs/api-smoke-test")
+        assert migrate < deployment < smoke, writes
+        jobs = demo.items(name, client.BatchV1Api(demo.api(name)).list_namespaced_job("api"))
+        assert [j["metadata"]["name"] for j in jobs] == ["api-smoke-test"], name
+        assert jobs[0]["status"]["succeeded"] == 1
+        pods = demo.items(name, client.CoreV1Api(demo.api(name)).list_namespaced_pod("api"))
+        assert "api-test-connection" not in {p["metadata"]["name"] for p in pods}
+
+
+def test_api_values_follow_the_cluster_env(demo: Demo) -> None:
+    """values-<env>.yaml over values.yaml, the fleet file's helm.values over both."""
+    expected = {
+        "prod": {"replicas": 3, "APP_ENV": "prod", "LOG_LEVEL": "warn", "cpu": "1",
+                 "db": "orders-db.prod-data.svc", "pdb": ["api"]},
+        "dev": {"replicas": 1, "APP_ENV": "dev", "LOG_LEVEL": "debug", "cpu": "200m",
+                "db": "postgres.dev-data.svc", "pdb": []},
+    }  # fmt: skip
+    checksums = set()
+    for cluster in DEMO_CLUSTERS:
+        name, want = cluster.name, expected[cluster.labels["env"]]
+        api = demo.api(name)
+        deployment = demo.plain(
+            name, client.AppsV1Api(api).read_namespaced_deployment("api", "api")
+        )
+        assert deployment["spec"]["replicas"] == want["replicas"], name
+        assert deployment["status"]["readyReplicas"] == want["replicas"]
+        template = deployment["spec"]["template"]
+        checksums.add(template["metadata"]["annotations"]["checksum/config"])
+        container = template["spec"]["containers"][0]
+        assert container["image"] == "hashicorp/http-echo:1.0.0"  # the chart's appVersion
+        assert container["resources"]["limits"]["cpu"] == want["cpu"]
+        assert f"-text=orders api ({want['APP_ENV']})" in container["args"]
+        labels = deployment["metadata"]["labels"]
+        assert labels["environment"] == want["APP_ENV"]
+        assert labels["app.kubernetes.io/part-of"] == "reconciler-demo"  # helm.values
+        assert labels["helm.sh/chart"] == "api-0.3.0"
+        assert labels["reconciler.dev/app"] == "api"
+        config = client.CoreV1Api(api).read_namespaced_config_map("api", "api")
+        data = demo.plain(name, config)["data"]
+        assert (data["APP_ENV"], data["LOG_LEVEL"]) == (want["APP_ENV"], want["LOG_LEVEL"])
+        assert want["db"] in data["DATABASE_URL"]
+        budgets = client.PolicyV1Api(api).list_namespaced_pod_disruption_budget("api")
+        assert [b["metadata"]["name"] for b in demo.items(name, budgets)] == want["pdb"]
+    assert len(checksums) == 2  # one per environment's settings
+
+
+def test_status_page_declares_its_namespace_and_takes_jsonnet_arguments(demo: Demo) -> None:
+    """Its Namespace comes from Git and is applied before anything that goes in it.
+
+    ``replicas`` is a top-level argument given as code, ``namespace`` one given as a
+    string, ``team`` an external variable; each shows in the live objects.
+    """
+    for name, outcome in demo.first_pass("status-page").items():
+        created = [c.object for c in outcome.changes if c.action is Action.CREATED]
+        assert created[0] == "Namespace/status-page", name
+        assert set(created) == {
+            "Namespace/status-page",
+            "ConfigMap/status-page/status-page",
+            "Deployment.apps/status-page/status-page",
+            "Service/status-page/status-page",
+        }
+        assert not [c for c in outcome.changes if c.reason == "createNamespace"]
+        assert outcome.hooks == []
+        core = client.CoreV1Api(demo.api(name))
+        namespace = demo.plain(name, core.read_namespace("status-page"))["metadata"]["labels"]
+        assert namespace["team"] == "platform"
+        assert namespace["reconciler.dev/app"] == "status-page"  # owned, in the inventory
+        apps = client.AppsV1Api(demo.api(name))
+        deployment = demo.plain(name, apps.read_namespaced_deployment("status-page", "status-page"))
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["metadata"]["labels"]["team"] == "platform"
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == "louislam/uptime-kuma:1.23.16"
+        config = core.read_namespaced_config_map("status-page", "status-page")
+        data = demo.plain(name, config)["data"]
+        assert data["TEAM"] == "platform"
+        assert [c["name"] for c in json.loads(data["checks.json"])] == [
+            "guestbook", "podinfo", "api",
+        ]  # fmt: skip
+
+
 def test_commit_change_is_applied_on_next_reconcile(demo: Demo) -> None:
     repo = demo.root / APPS_DIR
     before = _git(repo, "rev-parse", "HEAD")
@@ -214,6 +388,34 @@ def test_create_demo_twice_reuses_the_repository(tmp_path: Path) -> None:
     assert _git(repo, "rev-parse", "HEAD") == commit  # history kept, nothing re-created
     assert _git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert [c.name for c in load_fleet(second).clusters] == ["sim-1"]
+
+
+def test_create_demo_adds_the_applications_an_older_repository_lacks(tmp_path: Path) -> None:
+    """A repository from before the chart and the Jsonnet app joined gets them committed.
+
+    The user's history and staged work are kept, and nothing that is there is rewritten.
+    """
+    create_demo(tmp_path, kubeconfig="kc", clusters=DEMO_CLUSTERS)
+    repo = tmp_path / APPS_DIR
+    _git(repo, "rm", "-r", "-q", "--", "charts", "lib", "status-page")
+    _git(repo, "-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-q",
+         "-m", "as an older demo made it")  # fmt: skip
+    older = _git(repo, "rev-parse", "HEAD")
+    guestbook = repo / "guestbook" / "service.yaml"
+    guestbook.write_text(guestbook.read_text() + "# staged by the user\n")
+    _git(repo, "add", "--", "guestbook/service.yaml")
+
+    create_demo(tmp_path, kubeconfig="kc", clusters=DEMO_CLUSTERS)
+    assert _git(repo, "rev-parse", "HEAD~1") == older
+    assert _git(repo, "log", "-1", "--format=%s") == "Add the demo's charts/api, lib, status-page"
+    assert (repo / "charts" / "api" / "templates" / "_helpers.tpl").is_file()
+    assert (repo / "status-page" / "main.jsonnet").is_file()
+    assert _git(repo, "status", "--porcelain") == "M  guestbook/service.yaml"
+
+    _git(repo, "checkout", "-q", "-b", "experiment")
+    _git(repo, "rm", "-r", "-q", "--", "status-page")
+    with pytest.raises(DemoError, match="is on experiment, not main"):
+        create_demo(tmp_path, kubeconfig="kc", clusters=DEMO_CLUSTERS)
 
 
 def test_create_demo_refuses_foreign_content(tmp_path: Path) -> None:
