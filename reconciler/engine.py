@@ -401,14 +401,18 @@ class Engine:
                 if the_plan.gated and later:
                     self._wait_healthy(kube, wave.number, wave.objects, applied, options,
                                        sync.wave_timeout_seconds)  # fmt: skip
-            self._prune(kube, the_plan, applied, outcome)
+            with _stage(Reason.PRUNE_FAILED):
+                self._prune(kube, the_plan, applied, outcome)
             with _stage(Reason.INVENTORY_FAILED):
                 self._write_inventory(kube, target, the_plan, inventory, outcome)
             if run_hooks:
                 hooks.run(the_plan.hooks[Phase.POST_SYNC], Phase.POST_SYNC)
         except _Stop as stop:
             if run_hooks and not stop.retryable and the_plan.hooks[Phase.SYNC_FAIL]:
-                hooks.run(the_plan.hooks[Phase.SYNC_FAIL], Phase.SYNC_FAIL, fail=False)
+                try:
+                    hooks.run(the_plan.hooks[Phase.SYNC_FAIL], Phase.SYNC_FAIL, fail=False)
+                except _Stop as also:  # the sync's own failure stays the reason
+                    stop.problems.extend(also.problems)
             raise
 
     def _ensure_namespaces(
