@@ -1,7 +1,16 @@
 """The ``reconciler`` command: one entry point, one subcommand per job.
 
 Exit codes are a contract with scripts (DESIGN.md): 0 ok, 1 a reconcile failed or drift was
-found where asked, 2 bad input or usage.  Every listing takes ``-o json``.
+found where asked, 2 bad input or usage.
+
+Listings of targets (``reconcile``, ``sync --wait``, ``status``, ``history``) take
+``-o table|wide|json|yaml|name`` as kubectl's do, and share one vocabulary so a column
+means the same thing wherever it appears: ``table`` is what a person scans (sync, health,
+the REASON a run stopped, a HOOKS summary such as ``2 ok, 1 failed``); ``wide`` adds
+columns and never removes or reorders one (ERROR stays last); ``json`` and ``yaml`` carry
+the whole record (every hook, the reason, the drift); ``name`` prints ``app/cluster``.
+Where a listing shows single runs, each hook of the run follows the table on a line of
+its own, because a failed migration is the first thing an operator looks for.
 """
 
 from __future__ import annotations
@@ -10,8 +19,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +44,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Aligned columns, like kubectl's default output."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    print_aligned([list(headers), *rows])
+
+
+def print_aligned(rows: Sequence[Sequence[Any]]) -> None:
+    """Rows as aligned columns, without a header (lines that follow a table)."""
+    cells = [[str(c) for c in row] for row in rows]
+    if not cells:
+        return
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     for row in cells:
         print(
             "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -51,6 +68,164 @@ def short(text: str, width: int = 80) -> str:
     """One line, cut to ``width``."""
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def print_yaml(data: Any) -> None:
+    """Block YAML on stdout, keys in their given order (the same data ``-o json`` prints)."""
+    from reconciler.yamlio import dump  # noqa: PLC0415
+
+    print(dump(data), end="")
+
+
+# -- listings ------------------------------------------------------------------------------
+
+#: Every listing's ``-o`` choices, as kubectl's.
+LISTING_OUTPUTS = ("table", "wide", "json", "yaml", "name")
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a listing: its header, its cell for a row, whether only ``-o wide`` has it."""
+
+    header: str
+    cell: Callable[[Row], object]
+    wide: bool = False
+
+
+def print_listing(
+    output: str,
+    rows: Sequence[Row],
+    columns: Sequence[Column],
+    *,
+    name: Callable[[Row], str],
+    data: Any = None,
+    empty: str = "No resources found.",
+) -> None:
+    """Print ``rows`` as ``output`` asks; ``data`` (default ``rows``) is what json/yaml show.
+
+    ``name`` prints each distinct name once, in order: the outcomes in a history are all
+    of one target, and ``-o name`` names targets, as ``kubectl rollout history`` names its
+    object once.  An empty table says so on stderr, as kubectl does, so stdout stays empty.
+    """
+    if output == "json":
+        print_json(rows if data is None else data)
+    elif output == "yaml":
+        print_yaml(list(rows) if data is None else data)
+    elif output == "name":
+        for shown in dict.fromkeys(name(row) for row in rows):
+            print(shown)
+    elif not rows:
+        print(empty, file=sys.stderr)
+    else:
+        chosen = [c for c in columns if output == "wide" or not c.wide]
+        print_table([c.header for c in chosen], [[c.cell(row) for c in chosen] for row in rows])
+
+
+def target_name(row: Row) -> str:
+    """``app/cluster``: how ``-o name`` and messages name a target."""
+    return f"{row.get('application')}/{row.get('cluster')}"
+
+
+#: Hook results as the HOOKS column counts them, in the order it lists them.
+_HOOK_WORDS = {"Succeeded": "ok", "Failed": "failed", "Running": "running", "Skipped": "skipped"}
+
+
+def hook_summary(counts: Mapping[str, int]) -> str:
+    """``2 ok, 1 failed``: a run's hooks in one cell; empty when it ran none."""
+    known = [f"{counts[r]} {word}" for r, word in _HOOK_WORDS.items() if counts.get(r)]
+    other = [f"{n} {r.lower() or 'unknown'}" for r, n in sorted(counts.items())
+             if r not in _HOOK_WORDS and n]  # fmt: skip
+    return ", ".join(known + other)
+
+
+def change_summary(counts: Mapping[str, int]) -> str:
+    """``created=2 configured=1``: a run's change set by action, in the action order."""
+    from reconciler.model import Action  # noqa: PLC0415
+
+    order = [a.value for a in Action] + sorted(set(counts) - {a.value for a in Action})
+    return " ".join(f"{action}={counts[action]}" for action in order if counts.get(action))
+
+
+def summary_of(outcome: Row) -> dict[str, Any]:
+    """The status-index entry of a full outcome: what every table shows of a run.
+
+    Tables read these summaries, whatever they list (runs just made, the status index, a
+    history), so counts, drift left and the first error are worked out in one place
+    (``reconciler.store.records.summarize``).  ``-o json|yaml`` print the outcomes whole.
+    """
+    from reconciler.store.records import summarize  # noqa: PLC0415
+
+    shown = summarize(outcome)
+    shown["attempt"] = outcome.get("attempt") or 1
+    shown["live_health"] = outcome.get("live_health")
+    return shown
+
+
+def error_cell(row: Row, width: int = 60) -> str:
+    """The run's first error on one line; else, when health was waited for and is bad, why."""
+    text = str(row.get("error") or "")
+    live = row.get("live_health") or {}
+    if not text and live.get("status") not in {None, "Healthy", "Suspended"}:
+        text = str(live.get("message") or "")
+    return short(text, width)
+
+
+def revision_cell(row: Row) -> str:
+    return str(row.get("revision") or "-")[:12]
+
+
+def duration_cell(row: Row) -> str:
+    return f"{float(row.get('duration') or 0):.2f}s"
+
+
+def health_cell(row: Row) -> str:
+    """The health last seen: read live when ``sync --health`` waited for it, else the run's."""
+    live = row.get("live_health") or {}
+    return str(live.get("status") or row.get("health") or "-")
+
+
+def boolean_cell(value: object) -> str:
+    """A boolean cell, spelt as kubectl spells them."""
+    return "true" if value else "false"
+
+
+#: One run per target (``reconcile``, ``sync --wait``): the summary of each outcome.
+OUTCOME_COLUMNS: tuple[Column, ...] = (
+    Column("CLUSTER", lambda r: r.get("cluster")),
+    Column("REVISION", revision_cell),
+    Column("SYNC", lambda r: r.get("sync")),
+    Column("HEALTH", health_cell),
+    Column("REASON", lambda r: r.get("reason") or ""),
+    Column("CHANGES", lambda r: change_summary(r.get("actions") or {})),
+    Column("DRIFT", lambda r: r.get("drift_count", 0)),
+    Column("HOOKS", lambda r: hook_summary(r.get("hooks") or {})),
+    Column("DURATION", duration_cell),
+    Column("APPLICATION", lambda r: r.get("application"), wide=True),
+    Column("TRIGGER", lambda r: r.get("trigger"), wide=True),
+    Column("STARTED", lambda r: r.get("started"), wide=True),
+    Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
+    Column("ERROR", error_cell),
+)
+
+
+def print_hook_lines(rows: Sequence[Row], *, label: Callable[[Row], str]) -> None:
+    """After a table, one line per hook of each run: which, when, and how it ended.
+
+    ``label`` says which row a hook belongs to (the cluster; the start time in a
+    history).  A message is shown for hooks that did not succeed: that is where the
+    reason a migration failed is.
+    """
+    lines = [
+        [label(row), "hook", hook.get("phase", ""), hook.get("object", ""),
+         hook.get("result", ""),
+         "" if hook.get("result") == "Succeeded" else short(str(hook.get("message") or ""), 80)]
+        for row in rows for hook in row.get("hooks") or []
+    ]  # fmt: skip
+    if lines:
+        print()
+        print_aligned(lines)
 
 
 # -- shared plumbing -----------------------------------------------------------------------
@@ -169,26 +344,14 @@ def _run_targets(args: argparse.Namespace, *, dry_run: bool) -> list[Outcome]:
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     """Reconcile one application on its clusters, in this process."""
     outcomes = _run_targets(args, dry_run=args.dry_run)
-    if args.output == "json":
-        print_json([o.to_dict() for o in outcomes])
-    else:
-        rows = []
-        for o in outcomes:
-            counts = o.counts()
-            rows.append([
-                o.cluster, (o.revision or "-")[:12], o.sync.value, o.health.value,
-                counts.get("created", 0), counts.get("configured", 0), counts.get("pruned", 0),
-                counts.get("unchanged", 0), counts.get("failed", 0), len(o.drift),
-                f"{o.duration:.2f}s", short(o.errors[0].message, 60) if o.errors else "",
-            ])  # fmt: skip
-        print_table(
-            ["CLUSTER", "REVISION", "SYNC", "HEALTH", "CREATED", "CONFIGURED", "PRUNED",
-             "UNCHANGED", "FAILED", "DRIFT", "DURATION", "ERROR"],
-            rows,
-        )  # fmt: skip
-        for o in outcomes:
-            for problem in o.errors:
-                print(f"error: {o.application} on {o.cluster}: {problem.message}", file=sys.stderr)
+    rows = [o.to_dict() for o in outcomes]
+    print_listing(args.output, [summary_of(r) for r in rows], OUTCOME_COLUMNS, name=target_name,
+                  data=rows)  # fmt: skip
+    if args.output in {"table", "wide"}:
+        print_hook_lines(rows, label=lambda r: str(r["cluster"]))
+    for o in outcomes:
+        for problem in o.errors:
+            print(f"error: {o.application} on {o.cluster}: {problem.message}", file=sys.stderr)
     return EXIT_FAILED if any(o.failed for o in outcomes) else EXIT_OK
 
 
@@ -237,6 +400,15 @@ def add_output_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
 
 
+def add_listing_output(parser: argparse.ArgumentParser) -> None:
+    """``-o`` of a listing of targets: the five formats kubectl's listings take."""
+    parser.add_argument(
+        "-o", "--output", choices=LISTING_OUTPUTS, default="table",
+        help="table (default), wide (more columns), json or yaml (whole records), "
+        "name (app/cluster)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from kubesim.runtime import add_arguments  # noqa: PLC0415
@@ -281,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="only this cluster (repeatable)")  # fmt: skip
     reconcile.add_argument("--dry-run", action="store_true",
                            help="detect and report drift, write nothing")  # fmt: skip
-    add_output_argument(reconcile)
+    add_listing_output(reconcile)
     reconcile.set_defaults(handler=_cmd_reconcile)
 
     diff = sub.add_parser(

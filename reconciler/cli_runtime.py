@@ -10,16 +10,38 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import ConfigError, TransientError
+from reconciler.cli import (
+    OUTCOME_COLUMNS,
+    Column,
+    boolean_cell,
+    change_summary,
+    duration_cell,
+    error_cell,
+    hook_summary,
+    load,
+    print_hook_lines,
+    print_listing,
+    revision_cell,
+    summary_of,
+    target_name,
+    targets_of,
+)
+from reconciler.errors import ConfigError, ReconcilerError, TransientError
 from reconciler.store.provision import redis_answers
 
 if TYPE_CHECKING:
     import redis
 
-    from reconciler.fleet import Fleet
+    from reconciler.engine import Engine
+    from reconciler.fleet import Fleet, Target
+    from reconciler.kube.client import KubeClient
 
 
 def _redis_url() -> str:
@@ -40,8 +62,6 @@ def require_redis() -> str:
 
 def require_fleet(args: argparse.Namespace) -> Fleet:
     """The fleet file, validated; exported as RECONCILER_CONFIG for workers and beat."""
-    from reconciler.cli import load  # noqa: PLC0415
-
     fleet = load(args)
     os.environ["RECONCILER_CONFIG"] = os.path.abspath(fleet.path)
     return fleet
@@ -120,13 +140,31 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 
 # -- admin ---------------------------------------------------------------------------------
 
+#: Healths that end a wait for health: good ones, and Degraded, which needs a person (or a
+#: new commit) and will not turn Healthy by waiting.  Suspended counts as good, as it does
+#: for the engine's waves: somebody paused the object on purpose.
+_GOOD_HEALTH = frozenset({"Healthy", "Suspended"})
+_SETTLED_HEALTH = _GOOD_HEALTH | {"Degraded"}
+#: Pauses between health reads grow from the first to the last (seconds).
+_HEALTH_POLL = (0.25, 2.0)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    """Queue a forced sync of an application (fresh fetch); with --wait, report outcomes."""
-    from reconciler.cli import print_json, print_table, short, targets_of  # noqa: PLC0415
+    """Queue a forced sync of an application (fresh fetch); with --wait, report outcomes.
+
+    ``--timeout`` bounds the whole command: the fan-out, every target's run and, with
+    ``--health``, the wait for health after it (``_await_health``), as ``argocd app sync
+    --timeout`` does.  Exit 0 when every target is Synced (and, with ``--health``, Healthy),
+    1 when one failed, is Degraded or did not get there in time, naming each on stderr.
+    """
     from reconciler.outcome import Trigger  # noqa: PLC0415
     from workers.dispatch import enqueue_app, fan_out_result, wait_for_targets  # noqa: PLC0415
 
+    deadline = time.monotonic() + args.timeout
     fleet = require_fleet(args)
     application = fleet.application(args.app)
     clusters = [c.name for c in targets_of(fleet, application, args.cluster)]
@@ -134,39 +172,230 @@ def cmd_sync(args: argparse.Namespace) -> int:
     result = enqueue_app(application.name, trigger=Trigger.MANUAL,
                          clusters=clusters if args.cluster else None, fresh=True)  # fmt: skip
     try:
-        revision, targets = fan_out_result(result, timeout=min(args.timeout, 60.0))
+        revision, targets = fan_out_result(result, timeout=min(_left(deadline), 60.0))
     except TimeoutError:
         raise TransientError(
             f"no worker took the sync of {application.name} in time (is a worker running?)"
         ) from None
-    if not args.wait:
-        queued = [[t.cluster, t.task_id, "queued" if t.queued else "already waiting"]
-                  for t in targets]  # fmt: skip
-        if args.output == "json":
-            print_json({"application": application.name, "revision": revision,
-                        "targets": [t.__dict__ for t in targets]})  # fmt: skip
-        else:
-            print_table(["CLUSTER", "TASK", "STATE"], queued)
+    if not (args.wait or args.health):
+        rows = [{"application": application.name, "cluster": t.cluster, "task_id": t.task_id,
+                 "queued": t.queued} for t in targets]  # fmt: skip
+        data = {"application": application.name, "revision": revision,
+                "targets": [t.__dict__ for t in targets]}  # fmt: skip
+        print_listing(args.output, rows, _QUEUED_COLUMNS, name=target_name, data=data)
         return 0
     asked = datetime.now(UTC)
-    outcomes = wait_for_targets(targets, timeout=args.timeout)
-    _last_attempts(application.name, outcomes, since=asked)
-    if args.output == "json":
-        print_json([o if o else {"cluster": c, "sync": "Unknown", "error": "timed out"}
-                    for c, o in outcomes.items()])  # fmt: skip
-    else:
-        rows: list[list[Any]] = []
+    waited = wait_for_targets(targets, timeout=_left(deadline))
+    _last_attempts(application.name, waited, since=asked)
+    outcomes = {cluster: outcome if outcome is not None
+                else _timed_out(application.name, cluster, args.timeout)
+                for cluster, outcome in waited.items()}  # fmt: skip
+    if args.health:
+        found = _await_health(fleet, application.name, outcomes, deadline=deadline)
         for cluster, outcome in outcomes.items():
-            if outcome is None:
-                rows.append([cluster, "-", "TimedOut", "-", "-", "no outcome within timeout"])
-                continue
-            errors = outcome.get("errors") or []
-            rows.append([cluster, str(outcome.get("revision") or "-")[:12], outcome.get("sync"),
-                         outcome.get("health", "-"), len(outcome.get("drift") or []),
-                         short(errors[0]["message"], 60) if errors else ""])  # fmt: skip
-        print_table(["CLUSTER", "REVISION", "SYNC", "HEALTH", "DRIFT", "ERROR"], rows)
-    ok = all(o is not None and o.get("sync") == "Synced" for o in outcomes.values())
-    return 0 if ok else 1
+            seen = found.get(cluster)
+            outcome["live_health"] = seen.to_dict() if seen is not None else None
+    rows = list(outcomes.values())
+    _print_outcomes(args.output, rows)
+    problems = _sync_problems(rows, health=args.health, timeout=args.timeout)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _timed_out(app: str, cluster: str, timeout: float) -> dict[str, Any]:
+    """The row of a target with no outcome by the deadline (its run never finished)."""
+    return {"application": app, "cluster": cluster, "sync": "Unknown", "health": "Unknown",
+            "reason": "", "error": "timed out",
+            "errors": [{"message": f"no outcome within {timeout:g}s (is a worker running?)",
+                        "retryable": True}]}  # fmt: skip
+
+
+def _print_outcomes(output: str, rows: list[dict[str, Any]]) -> None:
+    """Outcomes as ``reconcile`` prints them, then each run's hooks."""
+    print_listing(output, [summary_of(r) for r in rows], OUTCOME_COLUMNS, name=target_name,
+                  data=rows)  # fmt: skip
+    if output in {"table", "wide"}:
+        print_hook_lines(rows, label=lambda r: str(r.get("cluster")))
+
+
+def _sync_problems(rows: list[dict[str, Any]], *, health: bool, timeout: float) -> list[str]:
+    """One sentence per target that makes the sync fail, naming it: ``app on cluster: why``."""
+    problems: list[str] = []
+    for row in rows:
+        where = f"{row.get('application')} on {row.get('cluster')}"
+        sync = str(row.get("sync"))
+        if sync != "Synced":
+            stage = f" ({row['reason']})" if row.get("reason") else ""
+            detail = error_cell(summary_of(row), 200)
+            problems.append(f"{where}: {sync}{stage}" + (f": {detail}" if detail else ""))
+            continue
+        live = row.get("live_health") or {}
+        status = str(live.get("status") or row.get("health"))
+        if health and status not in _GOOD_HEALTH:
+            state = status if status in _SETTLED_HEALTH else f"still {status} after {timeout:g}s"
+            message = str(live.get("message") or "")
+            problems.append(f"{where}: {state}" + (f": {message}" if message else ""))
+    return problems
+
+
+@dataclass(frozen=True)
+class LiveHealth:
+    """A target's health as ``sync --health`` last saw it, and where it was seen."""
+
+    status: str
+    #: Why, when not Healthy: the worst object, ``Kind/namespace/name: message``.
+    message: str = ""
+    #: ``run`` (the forced run's own reading), ``cluster`` (read live: the inventory's
+    #: objects, judged by the engine's health rules) or ``status index`` (this host
+    #: cannot read the cluster: the last run's reading).
+    source: str = "run"
+    #: The objects that are not Healthy: (object, health, message).
+    resources: tuple[tuple[str, str, str], ...] = ()
+    #: Why the cluster could not be read from here, when ``source`` is the status index.
+    note: str = ""
+    checked: str = field(default_factory=lambda: _now())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as ``-o json`` shows it under ``live_health``."""
+        return {
+            "status": self.status,
+            "message": self.message,
+            "source": self.source,
+            "resources": [{"object": o, "health": h, "message": m} for o, h, m in self.resources],
+            "note": self.note,
+            "checked": self.checked,
+        }
+
+
+def _now() -> str:
+    from reconciler.outcome import timestamp  # noqa: PLC0415
+
+    return timestamp(datetime.now(UTC))
+
+
+def live_health(kube: KubeClient, app: str) -> LiveHealth:
+    """The health of what ``app`` owns on one cluster, read now from the cluster itself.
+
+    The objects are the target's inventory (the ConfigMap the engine writes at every
+    sync, DESIGN.md "Prune needs an inventory"): exactly what the last run applied, with
+    no Git fetch and no render.  Each is judged by ``reconciler.health``, the rules the
+    engine's own verdict uses, so the answer is the one the next run would record.
+    """
+    from reconciler import inventory as inv  # noqa: PLC0415
+    from reconciler.health import HealthResult, aggregate, health_of  # noqa: PLC0415
+    from reconciler.model import HEALTH_ORDER, Health  # noqa: PLC0415
+
+    inventory = inv.from_configmap(kube.get("", "ConfigMap", inv.NAMESPACE, inv.name_for(app)))
+    if not inventory.exists:
+        where = f"ConfigMap/{inv.NAMESPACE}/{inv.name_for(app)}"
+        return LiveHealth(Health.UNKNOWN.value, f"no inventory of {app} ({where})", "cluster")
+    results: list[tuple[str, HealthResult]] = []
+    for entry in inventory.entries:
+        key = entry.key
+        if kube.kind(key.group, key.kind) is None:
+            results.append((str(key), HealthResult(Health.MISSING, "its kind is not served")))
+            continue
+        results.append((str(key), health_of(kube.get(key.group, key.kind, key.namespace,
+                                                     key.name))))  # fmt: skip
+    status = aggregate(result for _, result in results)
+    unhealthy = sorted(((name, r) for name, r in results if r.status is not Health.HEALTHY),
+                       key=lambda item: -HEALTH_ORDER.index(item[1].status))  # fmt: skip
+    message = f"{unhealthy[0][0]}: {unhealthy[0][1].message}" if unhealthy else ""
+    return LiveHealth(
+        status.value, message, "cluster",
+        tuple((name, r.status.value, r.message) for name, r in unhealthy),
+    )  # fmt: skip
+
+
+def _await_health(
+    fleet: Fleet, app: str, outcomes: dict[str, dict[str, Any]], *, deadline: float
+) -> dict[str, LiveHealth]:
+    """Wait until every Synced target is Healthy (or Degraded), or the deadline passes.
+
+    A run's own health is a snapshot taken the moment it finished applying: a Deployment
+    that was just changed is Progressing then, and the status index only learns more at
+    the application's next scheduled run, which may be an hour away.  So health is read
+    live, from the clusters, through the kubeconfig contexts of the fleet file (the ones
+    the workers use) with the engine's client factory and health rules: that is what
+    ``argocd app wait --health`` sees through its server's live cache, it costs a few
+    GETs per poll, and it writes nothing.  Queueing more forced runs instead would fetch
+    Git again (and could apply a newer commit than the one being waited on), run hooks
+    again on drift, take the target lock from scheduled work and fill the history with
+    runs nobody asked for, all to learn a fact a read gives.
+
+    Where this host cannot read a cluster (no kubeconfig here, no network path, no RBAC)
+    health falls back to the status index, which the next scheduled run refreshes, and a
+    note says so.  A cluster that only failed to answer is read again at the next poll.
+    """
+    from reconciler.cli import engine  # noqa: PLC0415
+
+    found: dict[str, LiveHealth] = {}
+    for cluster, outcome in outcomes.items():
+        if outcome.get("sync") == "Synced":
+            found[cluster] = LiveHealth(str(outcome.get("health") or "Unknown"))
+
+    def pending() -> list[str]:
+        # A run that ended anything but good is read live at least once: its Degraded
+        # may describe the generation before the one it applied.
+        return [c for c, seen in found.items() if seen.status not in _GOOD_HEALTH
+                and (seen.source == "run" or seen.status not in _SETTLED_HEALTH)]  # fmt: skip
+
+    if not pending():
+        return found
+    unreadable: dict[str, str] = {}
+    noted: set[str] = set()
+    eng = engine()
+    pause, longest = _HEALTH_POLL
+    try:
+        while waiting := pending():
+            with ThreadPoolExecutor(max_workers=min(8, len(waiting))) as pool:
+                seen_now = list(pool.map(
+                    lambda c: _observe(eng, fleet.target(app, c), unreadable), waiting
+                ))  # fmt: skip
+            found.update(zip(waiting, seen_now, strict=True))
+            for cluster in sorted(set(unreadable) - noted):
+                noted.add(cluster)
+                print(f"note: {app} on {cluster}: cannot read the cluster from this host "
+                      f"({unreadable[cluster]}); health comes from the status index, which "
+                      "the next scheduled run refreshes", file=sys.stderr)  # fmt: skip
+            if not _left(deadline):
+                break
+            time.sleep(min(pause, _left(deadline)))
+            pause = min(pause * 1.5, longest)
+    finally:
+        eng.clients.close()
+    return found
+
+
+def _observe(eng: Engine, target: Target, unreadable: dict[str, str]) -> LiveHealth:
+    """One reading of a target's health: live, else from the status index (see above)."""
+    cluster = target.cluster.name
+    note = unreadable.get(cluster, "")
+    if not note:
+        try:
+            return live_health(eng.client(target), target.app.name)
+        except ReconcilerError as exc:
+            note = str(exc)
+            if not exc.retryable:  # a kubeconfig or a permission this host lacks
+                unreadable[cluster] = note
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+    from reconciler.store.records import Records  # noqa: PLC0415
+
+    entries = Records(redis_client(), Keys()).status(target.app.name)
+    entry = next((e for e in entries if e.get("cluster") == cluster), {})
+    status = str(entry.get("health") or "Unknown")
+    message = "" if status in _GOOD_HEALTH else "as its last run recorded it (cluster not read)"
+    return LiveHealth(status, message, "status index", note=note)
+
+
+#: ``sync`` without ``--wait``: the task each target's run was queued as.
+_QUEUED_COLUMNS = (
+    Column("CLUSTER", lambda r: r.get("cluster")),
+    Column("TASK", lambda r: r.get("task_id")),
+    Column("STATE", lambda r: "queued" if r.get("queued") else "already waiting"),
+    Column("APPLICATION", lambda r: r.get("application"), wide=True),
+)
 
 
 def _last_attempts(
@@ -206,9 +435,28 @@ def _age(finished: str) -> str:
     return f"{seconds}s"
 
 
+#: ``status``: one row per target, from its status-index entry (the last run's summary).
+_STATUS_COLUMNS = (
+    Column("APPLICATION", lambda r: r.get("application")),
+    Column("CLUSTER", lambda r: r.get("cluster")),
+    Column("REVISION", revision_cell),
+    Column("SYNC", lambda r: f"{r.get('sync')}{' (suspended)' if r.get('suspended') else ''}"),
+    Column("HEALTH", lambda r: r.get("health") or "-"),
+    Column("REASON", lambda r: r.get("reason") or ""),
+    Column("DRIFT", lambda r: r.get("drift_count", 0)),
+    Column("HOOKS", lambda r: hook_summary(r.get("hooks") or {})),
+    Column("AGE", lambda r: _age(str(r.get("finished", "")))),
+    Column("CHANGES", lambda r: change_summary(r.get("actions") or {}), wide=True),
+    Column("TRIGGER", lambda r: r.get("trigger"), wide=True),
+    Column("STARTED", lambda r: r.get("started"), wide=True),
+    Column("DURATION", duration_cell, wide=True),
+    Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
+    Column("ERROR", error_cell),
+)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """The fleet at a glance: one row per target, from the status index."""
-    from reconciler.cli import print_json, print_table, short  # noqa: PLC0415
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
 
@@ -219,43 +467,40 @@ def cmd_status(args: argparse.Namespace) -> int:
                  for m in client.smembers(keys.suspended())}  # fmt: skip
     for row in rows:
         row["suspended"] = row.get("application") in suspended
-    if args.output == "json":
-        print_json(rows)
-        return 0
-    print_table(
-        ["APPLICATION", "CLUSTER", "REVISION", "SYNC", "HEALTH", "DRIFT", "AGE", "ERROR"],
-        [[r.get("application"), r.get("cluster"), str(r.get("revision") or "-")[:12],
-          str(r.get("sync")) + (" (suspended)" if r["suspended"] else ""), r.get("health"),
-          r.get("drift_count", 0), _age(str(r.get("finished", ""))),
-          short(str(r.get("error") or ""), 60)] for r in rows],
-    )  # fmt: skip
+    empty = f"No targets of {args.app} recorded." if args.app else "No targets recorded."
+    print_listing(args.output, rows, _STATUS_COLUMNS, name=target_name, empty=empty)
     return 0
 
 
+#: ``history``: one row per recorded outcome of a target (its summary), newest first.
+_HISTORY_COLUMNS = (
+    Column("STARTED", lambda r: r.get("started")),
+    Column("TRIGGER", lambda r: r.get("trigger")),
+    Column("REVISION", revision_cell),
+    Column("SYNC", lambda r: r.get("sync")),
+    Column("HEALTH", lambda r: r.get("health") or "-"),
+    Column("REASON", lambda r: r.get("reason") or ""),
+    Column("CHANGES", lambda r: change_summary(r.get("actions") or {})),
+    Column("DRIFT", lambda r: r.get("drift_count", 0)),
+    Column("HOOKS", lambda r: hook_summary(r.get("hooks") or {})),
+    Column("DURATION", duration_cell),
+    Column("ATTEMPT", lambda r: r.get("attempt") or 1, wide=True),
+    Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
+    Column("ERROR", lambda r: error_cell(r, 50)),
+)
+
+
 def cmd_history(args: argparse.Namespace) -> int:
-    """The last outcomes of one target, newest first."""
-    from reconciler.cli import print_json, print_table, short  # noqa: PLC0415
+    """The last outcomes of one target, newest first; ``-o wide`` lists each run's hooks."""
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
 
     items = Records(redis_client(), Keys()).history(args.app, args.cluster, n=args.n)
-    if args.output == "json":
-        print_json(items)
-        return 0
-    rows: list[list[Any]] = []
-    for item in items:
-        counts: dict[str, int] = {}
-        for change in item.get("changes") or []:
-            counts[change["action"]] = counts.get(change["action"], 0) + 1
-        errors = item.get("errors") or []
-        revision = str(item.get("revision") or "-")[:12]
-        rows.append([item.get("started"), item.get("trigger"), revision,
-                     item.get("sync"), item.get("health"),
-                     " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
-                     f"{float(item.get('duration') or 0):.2f}s",
-                     short(errors[0]["message"], 50) if errors else ""])  # fmt: skip
-    print_table(["STARTED", "TRIGGER", "REVISION", "SYNC", "HEALTH", "CHANGES", "DURATION",
-                 "ERROR"], rows)  # fmt: skip
+    empty = f"No outcomes recorded for {args.app} on {args.cluster}."
+    print_listing(args.output, [summary_of(i) for i in items], _HISTORY_COLUMNS,
+                  name=target_name, data=items, empty=empty)  # fmt: skip
+    if args.output == "wide":
+        print_hook_lines(items, label=lambda r: str(r.get("started")))
     return 0
 
 
@@ -291,10 +536,32 @@ def cmd_up(args: argparse.Namespace) -> int:
     ))  # fmt: skip
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse: a usage error, exit 2, otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    """A positive whole number (argparse: a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     """Register the runtime subcommands on the main parser's subparsers."""
     from reconciler.cli import add_config_argument as config  # noqa: PLC0415
-    from reconciler.cli import add_output_argument as output  # noqa: PLC0415
+    from reconciler.cli import add_listing_output as listing  # noqa: PLC0415
 
     worker = sub.add_parser("worker", help="run a Celery worker that reconciles targets")
     config(worker)
@@ -341,25 +608,42 @@ def add_parsers(sub: Any) -> None:
     webhook.add_argument("--host", default=os.environ.get("RECONCILER_WEBHOOK_HOST", "127.0.0.1"))
     webhook.set_defaults(handler=cmd_webhook)
 
-    sync = sub.add_parser("sync", help="force a sync of an application now (admin)")
+    sync = sub.add_parser(
+        "sync",
+        help="force a sync of an application now (admin)",
+        description="Queue a forced sync of APP (a fresh Git fetch) on the forced queue. "
+        "--wait prints each target's outcome; --health also waits until every target is "
+        "Healthy, reading health live from the clusters through the fleet's kubeconfig "
+        "contexts. Exit 0 when all are Synced (and Healthy), 1 when any failed, is "
+        "Degraded or did not get there within --timeout, 2 for bad input.",
+    )
     config(sync)
     sync.add_argument("app", metavar="APP")
-    sync.add_argument("--cluster", action="append", metavar="NAME")
+    sync.add_argument("--cluster", action="append", metavar="NAME",
+                      help="only this cluster (repeatable)")  # fmt: skip
     sync.add_argument("--wait", action="store_true", help="wait and print each target's outcome")
-    sync.add_argument("--timeout", type=float, default=300.0)
-    output(sync)
+    sync.add_argument("--health", action="store_true",
+                      help="wait until every target is Healthy too (implies --wait)")  # fmt: skip
+    sync.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                      help="bound on the whole command, runs and health (default 300)")  # fmt: skip
+    listing(sync)
     sync.set_defaults(handler=cmd_sync)
 
     status = sub.add_parser("status", help="the fleet at a glance, one row per target")
     status.add_argument("app", metavar="APP", nargs="?")
-    output(status)
+    listing(status)
     status.set_defaults(handler=cmd_status)
 
-    history = sub.add_parser("history", help="the last outcomes of one target")
+    history = sub.add_parser(
+        "history",
+        help="the last outcomes of one target",
+        description="The last outcomes of APP on one cluster, newest first: why each run "
+        "stopped (REASON) and its hooks; -o wide lists every hook of every run.",
+    )
     history.add_argument("app", metavar="APP")
     history.add_argument("--cluster", required=True, metavar="NAME")
-    history.add_argument("-n", type=int, default=20)
-    output(history)
+    history.add_argument("-n", type=_count, default=20, help="how many (default 20)")
+    listing(history)
     history.set_defaults(handler=cmd_history)
 
     up = sub.add_parser(

@@ -1,14 +1,28 @@
-"""The one-shot commands as users run them: validate, reconcile, diff (exit codes and output)."""
+"""The commands as users run them: validate, reconcile, diff, and the listings of outcomes.
+
+Exit codes and output: tables as a person reads them (cut at the header's columns),
+``-o json|yaml|name|wide``, and where a run stopped and what its hooks did.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
+import redis
+import yaml
+
+from reconciler.cli_runtime import LiveHealth, live_health
+from reconciler.store.keys import Keys
+from reconciler.store.records import Records
 from tests.integration.conftest import World
-from tests.integration.test_engine import CONFIGMAP, app, plain_app
+from tests.integration.test_engine import CONFIGMAP, DEPLOYMENT, app, plain_app
+from tests.integration.test_sync_phases import job
 
 
 def cli(
@@ -105,3 +119,244 @@ def test_usage_errors_exit_2(world: World) -> None:
     assert cli(world, "diff", "--config", path, world.namespace).returncode == 2
     env_config = cli(world, "validate", env={"RECONCILER_CONFIG": path})
     assert env_config.returncode == 0, env_config.stderr
+
+
+# -- listings: reconcile, status and history show where a run stopped and its hooks ------
+
+
+def pre_sync(version: int, *, fail: bool = False) -> str:
+    """A PreSync migration Job ``migrate``; kubesim fails it when ``fail``."""
+    annotations = {"argocd.argoproj.io/hook": "PreSync"}
+    if fail:
+        annotations["kubesim.dev/rollout"] = "fail"
+    return job("migrate", image=f"migrate:{version}", **annotations)
+
+
+#: A SyncFail hook that pages someone: it runs only when a sync fails.
+SYNC_FAIL = job("page-someone", image="pager:1", **{"argocd.argoproj.io/hook": "SyncFail"})
+
+
+def table(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """A kubectl-style table: its headers and rows, cut at the header's column starts.
+
+    Cells may hold spaces (``1 ok, 1 failed``) or be empty (REASON), so rows are not split
+    on whitespace.  The table ends at the first blank line (hook lines follow it).
+    """
+    lines = text.splitlines()
+    header = lines[0]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    rows = []
+    for line in lines[1:]:
+        if not line.strip():
+            break
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows.append(dict(zip(names, cells, strict=True)))
+    return names, rows
+
+
+def hook_lines(text: str) -> list[list[str]]:
+    """The lines after a table's blank line: ``LABEL hook PHASE OBJECT RESULT [MESSAGE]``."""
+    _, _, after = text.partition("\n\n")
+    return [line.split(maxsplit=5) for line in after.splitlines() if line.strip()]
+
+
+def failing_hook_app(world: World) -> str:
+    """A Deployment behind a PreSync migration that fails, and a SyncFail hook that pages."""
+    world.repo.write("app/web.yaml", DEPLOYMENT.format(replicas=1, image="nginx:1.27"))
+    world.repo.write("app/pre.yaml", pre_sync(1, fail=True))
+    world.repo.write("app/fail.yaml", SYNC_FAIL)
+    return world.repo.commit("a migration that fails")
+
+
+def test_reconcile_table_shows_the_reason_and_each_hook(world: World) -> None:
+    failing_hook_app(world)
+    path = fleet_file(world, app(world))
+    proc = cli(world, "reconcile", "--config", path, world.namespace, "--cluster", "sim-1")
+    assert proc.returncode == 1, proc.stderr
+    headers, rows = table(proc.stdout)
+    assert headers == ["CLUSTER", "REVISION", "SYNC", "HEALTH", "REASON", "CHANGES", "DRIFT",
+                       "HOOKS", "DURATION", "ERROR"]  # fmt: skip
+    (row,) = rows
+    assert (row["CLUSTER"], row["SYNC"], row["REASON"]) == ("sim-1", "Failed", "HookFailed")
+    assert row["HOOKS"] == "1 ok, 1 failed"
+    assert row["ERROR"].startswith(f"Job.batch/{world.namespace}/migrate: PreSync hook failed")
+    lines = hook_lines(proc.stdout)
+    assert [line[:5] for line in lines] == [
+        ["sim-1", "hook", "PreSync", f"Job.batch/{world.namespace}/migrate", "Failed"],
+        ["sim-1", "hook", "SyncFail", f"Job.batch/{world.namespace}/page-someone", "Succeeded"],
+    ]  # fmt: skip
+    assert "backoff limit" in lines[0][5]  # why it failed, on the failed hook's line
+    assert len(lines[1]) == 5  # a hook that succeeded needs no message
+    assert f"error: {world.namespace} on sim-1: Job.batch/{world.namespace}/migrate" in proc.stderr
+
+
+def test_reconcile_json_yaml_name_and_wide(world: World) -> None:
+    failing_hook_app(world)
+    path = fleet_file(world, app(world))
+    base = ("reconcile", "--config", path, world.namespace, "--cluster", "sim-1")
+    as_json = cli(world, *base, "-o", "json")
+    assert as_json.returncode == 1, as_json.stderr
+    (outcome,) = json.loads(as_json.stdout)
+    assert outcome["reason"] == "HookFailed" and outcome["sync"] == "Failed"
+    assert [(h["object"], h["phase"], h["result"]) for h in outcome["hooks"]] == [
+        (f"Job.batch/{world.namespace}/migrate", "PreSync", "Failed"),
+        (f"Job.batch/{world.namespace}/page-someone", "SyncFail", "Succeeded"),
+    ]  # fmt: skip
+    assert "backoff limit" in outcome["hooks"][0]["message"]
+    as_yaml = cli(world, *base, "-o", "yaml")
+    assert as_yaml.returncode == 1, as_yaml.stderr
+    (again,) = yaml.safe_load(as_yaml.stdout)
+    assert set(again) == set(outcome)
+    assert again["reason"] == "HookFailed"
+    assert [h["result"] for h in again["hooks"]] == ["Failed", "Succeeded"]
+    named = cli(world, *base, "-o", "name")
+    assert (named.returncode, named.stdout) == (1, f"{world.namespace}/sim-1\n")
+    headers, _ = table(cli(world, *base).stdout)
+    wide = cli(world, *base, "-o", "wide")
+    wide_headers, (row,) = table(wide.stdout)
+    # -o wide adds columns before ERROR; it never drops or reorders the table's.
+    assert [h for h in wide_headers if h in headers] == headers
+    assert wide_headers[-1] == "ERROR"
+    assert set(wide_headers) - set(headers) == {"APPLICATION", "TRIGGER", "STARTED", "RETRYABLE"}
+    assert (row["APPLICATION"], row["TRIGGER"], row["RETRYABLE"]) == (world.namespace, "cli",
+                                                                      "false")  # fmt: skip
+    assert hook_lines(wide.stdout)[0][:5] == hook_lines(cli(world, *base).stdout)[0][:5]
+
+
+def redis_env(redis_url: str, prefix: str) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "RECONCILER_REDIS_PREFIX": prefix}
+
+
+def recorded_runs(world: World, redis_url: str, prefix: str) -> None:
+    """Two runs of sim-1 recorded as workers record them (hooks that pass, then fail), one of
+    sim-2."""
+    world.repo.write("app/web.yaml", DEPLOYMENT.format(replicas=1, image="nginx:1.27"))
+    world.repo.write("app/pre.yaml", pre_sync(1))
+    world.repo.write("app/fail.yaml", SYNC_FAIL)
+    world.repo.commit("a migration that passes")
+    the_fleet = world.fleet(app(world))
+    client = redis.Redis.from_url(redis_url)
+    records = Records(client, Keys(prefix))
+    try:
+        for cluster in ("sim-2", "sim-1"):
+            good = world.engine.reconcile(the_fleet.target(world.namespace, cluster))
+            assert good.sync.value == "Synced", good.errors
+            records.record(good.to_dict())
+        world.repo.write("app/pre.yaml", pre_sync(2, fail=True))
+        world.repo.commit("a migration that fails")
+        bad = world.engine.reconcile(the_fleet.target(world.namespace, "sim-1"))
+        assert bad.reason == "HookFailed", bad
+        records.record(bad.to_dict())
+    finally:
+        client.close()
+
+
+def test_status_shows_reason_and_hook_counts(world: World, redis_url: str,
+                                             redis_prefix: str) -> None:  # fmt: skip
+    recorded_runs(world, redis_url, redis_prefix)
+    env = redis_env(redis_url, redis_prefix)
+    proc = cli(world, "status", world.namespace, env=env)
+    assert proc.returncode == 0, proc.stderr
+    headers, rows = table(proc.stdout)
+    assert headers == ["APPLICATION", "CLUSTER", "REVISION", "SYNC", "HEALTH", "REASON", "DRIFT",
+                       "HOOKS", "AGE", "ERROR"]  # fmt: skip
+    by_cluster = {r["CLUSTER"]: r for r in rows}
+    failed, fine = by_cluster["sim-1"], by_cluster["sim-2"]
+    assert (failed["SYNC"], failed["REASON"], failed["HOOKS"]) == ("Failed", "HookFailed",
+                                                                   "1 ok, 1 failed")  # fmt: skip
+    assert failed["ERROR"].startswith(f"Job.batch/{world.namespace}/migrate: PreSync hook")
+    assert (fine["SYNC"], fine["REASON"], fine["HOOKS"]) == ("Synced", "", "1 ok")
+    wide_headers, wide_rows = table(cli(world, "status", world.namespace, "-o", "wide",
+                                        env=env).stdout)  # fmt: skip
+    assert [h for h in wide_headers if h in headers] == headers and wide_headers[-1] == "ERROR"
+    assert {r["CLUSTER"]: r["TRIGGER"] for r in wide_rows} == {"sim-1": "cli", "sim-2": "cli"}
+    entries = json.loads(cli(world, "status", world.namespace, "-o", "json", env=env).stdout)
+    entry = {e["cluster"]: e for e in entries}["sim-1"]
+    assert (entry["reason"], entry["hooks"]) == ("HookFailed", {"Failed": 1, "Succeeded": 1})
+    assert yaml.safe_load(cli(world, "status", world.namespace, "-o", "yaml",
+                              env=env).stdout) == entries  # fmt: skip
+    named = cli(world, "status", world.namespace, "-o", "name", env=env)
+    assert named.stdout.splitlines() == [f"{world.namespace}/sim-1", f"{world.namespace}/sim-2"]
+
+
+def test_history_shows_each_run_and_wide_lists_its_hooks(world: World, redis_url: str,
+                                                         redis_prefix: str) -> None:  # fmt: skip
+    recorded_runs(world, redis_url, redis_prefix)
+    env = redis_env(redis_url, redis_prefix)
+    base = ("history", world.namespace, "--cluster", "sim-1")
+    proc = cli(world, *base, env=env)
+    assert proc.returncode == 0, proc.stderr
+    headers, (latest, first) = table(proc.stdout)
+    assert headers == ["STARTED", "TRIGGER", "REVISION", "SYNC", "HEALTH", "REASON", "CHANGES",
+                       "DRIFT", "HOOKS", "DURATION", "ERROR"]  # fmt: skip
+    assert (latest["SYNC"], latest["REASON"], latest["HOOKS"]) == ("Failed", "HookFailed",
+                                                                   "1 ok, 1 failed")  # fmt: skip
+    assert (first["SYNC"], first["REASON"], first["HOOKS"]) == ("Synced", "", "1 ok")
+    assert first["CHANGES"].startswith("created=")
+    assert hook_lines(proc.stdout) == []  # the table stays one line per run
+    wide = cli(world, *base, "-o", "wide", env=env)
+    wide_headers, _ = table(wide.stdout)
+    assert [h for h in wide_headers if h in headers] == headers and wide_headers[-1] == "ERROR"
+    ns = world.namespace
+    assert [line[1:5] for line in hook_lines(wide.stdout)] == [
+        ["hook", "PreSync", f"Job.batch/{ns}/migrate", "Failed"],
+        ["hook", "SyncFail", f"Job.batch/{ns}/page-someone", "Succeeded"],
+        ["hook", "PreSync", f"Job.batch/{ns}/migrate", "Succeeded"],
+    ]  # fmt: skip
+    assert hook_lines(wide.stdout)[0][0] == latest["STARTED"]  # each hook names its run
+    items = json.loads(cli(world, *base, "-o", "json", env=env).stdout)
+    assert [i["reason"] for i in items] == ["HookFailed", ""]
+    assert [h["result"] for h in items[0]["hooks"]] == ["Failed", "Succeeded"]
+    assert cli(world, *base, "-o", "name", env=env).stdout == f"{ns}/sim-1\n"
+    assert len(table(cli(world, *base, "-n", "1", env=env).stdout)[1]) == 1
+
+
+def test_listings_exit_codes(world: World, redis_url: str, redis_prefix: str) -> None:
+    env = redis_env(redis_url, redis_prefix)
+    empty = cli(world, "status", env=env)
+    assert (empty.returncode, empty.stdout) == (0, "")  # nothing recorded is not an error
+    assert "No targets recorded" in empty.stderr
+    assert json.loads(cli(world, "status", "-o", "json", env=env).stdout) == []
+    none = cli(world, "history", "web", "--cluster", "sim-1", env=env)
+    assert (none.returncode, none.stdout) == (0, "")
+    assert "No outcomes recorded for web on sim-1" in none.stderr
+    assert cli(world, "history", "web", "--cluster", "sim-1", "-n", "0", env=env).returncode == 2
+    assert cli(world, "status", "-o", "xml", env=env).returncode == 2
+    bad_name = cli(world, "status", "Bad_Name", env=env)
+    assert bad_name.returncode == 2 and "Bad_Name" in bad_name.stderr
+    assert cli(world, "sync", "web", "--health", "--timeout", "0", env=env).returncode == 2
+    down = cli(world, "status", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert down.returncode == 1 and "does not answer" in down.stderr
+
+
+def until(read: Callable[[], LiveHealth], status: str, timeout: float = 20) -> LiveHealth:
+    """Poll ``read`` until it reports ``status`` (kubesim's controllers write asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while (seen := read()).status != status:
+        assert time.monotonic() < deadline, f"not {status} after {timeout}s: {seen}"
+        time.sleep(0.05)
+    return seen
+
+
+def test_live_health_is_read_from_the_inventory(world: World) -> None:
+    world.repo.write("app/web.yaml", DEPLOYMENT.format(replicas=1, image="nginx:1.27"))
+    world.repo.write("app/cm.yaml", CONFIGMAP.format(name="cfg", value="1"))
+    world.repo.commit("a web server")
+    the_fleet = world.fleet(app(world))
+    target = the_fleet.target(world.namespace, "sim-1")
+    kube = world.engine.client(target)
+    never = live_health(kube, world.namespace)
+    assert never.status == "Unknown" and "no inventory" in never.message
+    assert world.engine.reconcile(target).sync.value == "Synced"
+    healthy = until(lambda: live_health(kube, world.namespace), "Healthy")
+    assert (healthy.source, healthy.message, healthy.resources) == ("cluster", "", ())
+    world.apps().patch_namespaced_deployment(
+        "web", world.namespace,
+        {"metadata": {"annotations": {"kubesim.dev/rollout": "fail"}},
+         "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}}},
+    )  # fmt: skip
+    failing = until(lambda: live_health(kube, world.namespace), "Degraded")
+    assert failing.message.startswith(f"Deployment.apps/{world.namespace}/web: Deployment exceeded")
+    assert [r[:2] for r in failing.resources] == [(f"Deployment.apps/{world.namespace}/web",
+                                                   "Degraded")]  # fmt: skip
