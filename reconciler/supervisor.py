@@ -5,18 +5,28 @@ as a child process of its own — workers, beat, the webhook server and Flower �
 they run on many hosts, with a live status table.  ``--demo`` first starts simulated
 clusters and writes a local Git repository of sample applications and a fleet file.
 Ctrl-C or SIGTERM stops every child, then Redis and the simulator.
+
+A component that exits on its own is started again after a back-off that doubles up to a
+cap (a beat that lost Redis for a moment must not leave the fleet unscheduled until someone
+notices), and one that keeps crashing keeps being retried at the capped pace.  On Linux
+every child is also tied to ``up`` by the kernel's parent-death signal: if ``up`` is
+killed with SIGKILL and cannot stop them itself, each gets SIGTERM.  For a worker that is
+a warm shutdown, and its prefork pool processes follow it because Celery ties them to the
+worker the same way; no worker is left consuming from Redis for a fleet file that may
+already be gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,24 +38,124 @@ from reconciler.fleet import Fleet, load_fleet
 from reconciler.store.provision import free_port, provide_redis
 from reconciler.store.records import Records
 
+#: ``prctl(2)`` option that sets the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+#: What a child gets when ``up`` dies without stopping it: the signal of an orderly stop.
+_DEATH_SIGNAL = signal.SIGTERM
+#: The signals ``up`` answers; held back while a child is being started, see Child.start.
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up once in the parent: a forked child of a threaded process
+    must not run the dynamic loader (billiard's ``set_pdeathsig`` does, on every call)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _load_prctl()
+
+
+def _tie_to_parent(parent: int, death_signal: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child get ``death_signal`` when ``parent`` dies.
+
+    It takes no locks and loads nothing, so it is safe in a child forked from a threaded
+    process.  The kernel sends the signal when the *thread* that forked the child ends, so
+    children are only ever started from the main thread.  A parent that died between fork
+    and prctl is caught by comparing the parent pid afterwards.  The stop signals that were
+    blocked around the fork are unblocked here, as the mask survives exec.
+    """
+
+    def tie() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), death_signal)
+
+    return tie
+
+
+def describe_exit(returncode: int | None) -> str:
+    """``code 3`` or ``killed by SIGKILL``, as people read an exit status."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"code {returncode}"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long ``up`` waits before starting a child that exited on its own again.
+
+    The first restart waits ``initial`` seconds and each quick crash after it doubles the
+    wait up to ``cap``, so a component that cannot start does not spin; a child that ran for
+    ``reset_after`` seconds counts as healthy again and its next restart is quick.
+    """
+
+    initial: float = 1.0
+    cap: float = 30.0
+    reset_after: float = 60.0
+
+    def delay(self, previous: float | None, *, ran_for: float) -> float:
+        """The wait before the next start, given the last wait and how long the child ran."""
+        if previous is None or ran_for >= self.reset_after:
+            return self.initial
+        return min(previous * 2, self.cap)
+
 
 @dataclass
 class Child:
-    """One component process and where its output goes."""
+    """One component process, where its output goes, and its restart history."""
 
     name: str
     argv: list[str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    #: ``time.monotonic()`` of the latest start.
+    started_at: float = 0.0
+    #: How many times it was started again after exiting on its own.
+    restarts: int = 0
+    #: The wait before the latest restart, the base of the next back-off.
+    backoff: float | None = None
+    #: When it is due to start again, while it is down.
+    restart_at: float | None = None
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str]) -> None:
-        """Start it, output appended to its log file, in its own process group."""
+        """Start it, output appended to its log file, in its own process group.
+
+        The child gets SIGTERM if this process dies without stopping it.  SIGINT and
+        SIGTERM are held back until the child is recorded, so a stop that arrives meanwhile
+        cannot leave a started child that nobody knows to stop.
+        """
+        self._close_log()
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self.process = subprocess.Popen(
+                self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_tie_to_parent(os.getpid(), _DEATH_SIGNAL),  # noqa: PLW1509
+            )  # fmt: skip
+            self.started_at = time.monotonic()
+            self.restart_at = None
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+    def note(self, line: str) -> None:
+        """Append a line of ``up``'s own to the child's log, where its readers look."""
+        with open(self.log, "a", encoding="utf-8") as out:
+            out.write(f"--- reconciler up {time.strftime('%Y-%m-%d %H:%M:%S')}: {line}\n")
 
     def alive(self) -> bool:
         """Still running."""
@@ -62,6 +172,9 @@ class Child:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -113,6 +226,7 @@ class UpOptions:
     workdir: Path
     until_synced: float | None = None
     no_flower: bool = False
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 def up(options: UpOptions) -> int:
@@ -154,6 +268,10 @@ def up(options: UpOptions) -> int:
         print("\nstopping…", flush=True)
         return 0
     finally:
+        # No restarts from here on, and a second Ctrl-C does not cut the stopping short:
+        # whatever is left when ``up`` exits gets its parent-death signal anyway.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         for child in reversed(children):
             child.stop()
         for sig, handler in previous.items():
@@ -227,7 +345,8 @@ def _banner(
 
 
 def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list[Child]) -> int:
-    """Print the status table when it changes; stop when a child dies or all are synced."""
+    """Print the status table when it changes, restart children that exit, and stop when
+    every target is synced (if asked)."""
     deadline = time.monotonic() + options.until_synced if options.until_synced else None
     expected = {(a.name, c.name) for a in fleet.applications for c in fleet.targets(a)}
     import redis  # noqa: PLC0415
@@ -237,34 +356,69 @@ def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list
     client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
     records = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or "reconciler:"))
     try:
-        return _watch_loop(options, records, expected, children, deadline)
+        return _watch_loop(options, records, expected, children, deadline, env)
     finally:
         client.close()
 
 
 def _watch_loop(
     options: UpOptions, records: Records, expected: set[tuple[str, str]],
-    children: list[Child], deadline: float | None,
+    children: list[Child], deadline: float | None, env: dict[str, str],
 ) -> int:  # fmt: skip
     shown = ""
+    next_status = 0.0
     while True:
-        for child in children:
-            if not child.alive():
-                code = child.process.returncode if child.process else "?"
-                print(f"{child.name} exited (code {code}); see {child.log}", file=sys.stderr)
-                return 1
-        table, synced = _status(records, expected)
-        if table != shown:
-            print(table, flush=True)
-            shown = table
-        if deadline is not None:
-            if synced:
-                print("every target is Synced", flush=True)
-                return 0
-            if time.monotonic() > deadline:
-                print("not every target is Synced in time", file=sys.stderr)
-                return 1
-        time.sleep(1.0)
+        now = time.monotonic()
+        due = tend(children, env, options.restart, now=now)
+        if now >= next_status:
+            next_status = now + 1.0
+            table, synced = _status(records, expected)
+            if table != shown:
+                print(table, flush=True)
+                shown = table
+            if deadline is not None:
+                if synced:
+                    print("every target is Synced", flush=True)
+                    return 0
+                if now > deadline:
+                    print("not every target is Synced in time", file=sys.stderr)
+                    return 1
+        wake = next_status if due is None else min(next_status, due)
+        time.sleep(max(0.0, wake - time.monotonic()))
+
+
+def tend(
+    children: Sequence[Child], env: dict[str, str], policy: RestartPolicy, *, now: float
+) -> float | None:
+    """Notice children that exited and start those whose back-off is over.
+
+    Returns the earliest time a child is due to start again, so the caller can sleep until
+    then and no longer.  Called from the main thread only (see ``_tie_to_parent``).
+    """
+    due: float | None = None
+    for child in children:
+        if child.restart_at is None:
+            if child.alive():
+                continue
+            code = child.process.returncode if child.process else None
+            ran_for = now - child.started_at
+            child.backoff = policy.delay(child.backoff, ran_for=ran_for)
+            child.restart_at = now + child.backoff
+            message = (f"{child.name} exited ({describe_exit(code)}) after {ran_for:.1f} s; "
+                       f"restarting in {child.backoff:g} s")  # fmt: skip
+            child.note(message)
+            print(f"{time.strftime('%H:%M:%S')} {message}; see {child.log}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+        if child.restart_at is not None and now >= child.restart_at:
+            child.restarts += 1
+            child.note(f"restart {child.restarts}")
+            child.start(env)
+            pid = child.process.pid if child.process else "?"
+            print(f"{time.strftime('%H:%M:%S')} {child.name} restarted (pid {pid}, "
+                  f"restart {child.restarts})", file=sys.stderr, flush=True)  # fmt: skip
+        if child.restart_at is not None:
+            due = child.restart_at if due is None else min(due, child.restart_at)
+    return due
 
 
 def _status(records: Records, expected: set[tuple[str, str]]) -> tuple[str, bool]:
