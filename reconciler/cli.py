@@ -392,6 +392,20 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------
 
 
+def package_version() -> str:
+    """The installed distribution's version: the one a bug report has to name.
+
+    Read from the package metadata rather than kept in a constant, so it cannot disagree
+    with what ``pip`` installed; a source tree that was never installed says so.
+    """
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("reconciler")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="fleet file (default: $RECONCILER_CONFIG)", metavar="FILE")
 
@@ -417,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reconciler",
         description="GitOps reconciliation for fleets of Kubernetes clusters.",
     )
+    parser.add_argument("--version", action="version", version=f"reconciler {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

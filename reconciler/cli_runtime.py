@@ -9,9 +9,12 @@ missing, with exit code 2 for bad input and 1 for an unreachable service.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,10 +45,25 @@ if TYPE_CHECKING:
     from reconciler.engine import Engine
     from reconciler.fleet import Fleet, Target
     from reconciler.kube.client import KubeClient
+    from reconciler.store.records import Records
+    from workers.dispatch import Queued
 
 
 def _redis_url() -> str:
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def installation() -> str:
+    """Which installation a command reads: its Redis (without a password) and key prefix.
+
+    One Redis can serve several installations (DESIGN.md: every key is prefixed), so an
+    empty listing or a sync nobody took usually means the wrong ``REDIS_URL`` or
+    ``RECONCILER_REDIS_PREFIX``; naming both is what lets the reader see that.
+    """
+    from reconciler.source import redact_url  # noqa: PLC0415
+    from reconciler.store.keys import default_prefix  # noqa: PLC0415
+
+    return f"Redis {redact_url(_redis_url())}, prefix {default_prefix()!r}"
 
 
 def require_redis() -> str:
@@ -58,6 +76,58 @@ def require_redis() -> str:
             f"Redis at {redact_url(url)} does not answer (set REDIS_URL, or use 'reconciler up')"
         )
     return url
+
+
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` with Redis that stops answering mid-command reported as an error, exit 1.
+
+    ``require_redis`` checks before a command starts, but Redis (the broker, the result
+    backend, the status index) can go away between two reads; redis-py and kombu then
+    raise their own exceptions, which would reach the user as a traceback.
+    """
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        import redis as redis_lib  # noqa: PLC0415
+        from kombu.exceptions import OperationalError  # noqa: PLC0415
+
+        try:
+            return command(args)
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError, OperationalError) as exc:
+            raise TransientError(f"Redis stopped answering ({installation()}): {exc}") from exc
+
+    return run
+
+
+def known_fleet(args: argparse.Namespace) -> Fleet | None:
+    """The fleet file when one is named (``--config``, ``RECONCILER_CONFIG``), else None.
+
+    Listings work from Redis alone, but when the fleet is known it is the authority on
+    which applications and clusters exist, so a typo gets a "did you mean" from it.
+    """
+    if getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG"):
+        return load(args)
+    return None
+
+
+def recorded_clusters(records: Records, app: str) -> list[str]:
+    """The clusters ``app`` has status entries for; ConfigError when others are recorded.
+
+    Without a fleet file the status index is the only list of targets there is: when it
+    holds targets but none of ``app``, the name is wrong (or the installation is), and
+    an empty table would hide that.  An empty index says nothing, so it is no error.
+    """
+    from reconciler.fleet.messages import known, quote  # noqa: PLC0415
+
+    entries = records.status()
+    clusters = [str(e.get("cluster")) for e in entries if e.get("application") == app]
+    if entries and not clusters:
+        names = sorted({str(e.get("application")) for e in entries})
+        raise ConfigError(
+            f"unknown application {quote(app)}{known(app, names)}: the status index of "
+            f"{installation()} records none of that name"
+        )
+    return clusters
 
 
 def require_fleet(args: argparse.Namespace) -> Fleet:
@@ -161,6 +231,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     --timeout`` does.  Exit 0 when every target is Synced (and, with ``--health``, Healthy),
     1 when one failed, is Degraded or did not get there in time, naming each on stderr.
     """
+    from celery.exceptions import TimeoutError as ResultTimeout  # noqa: PLC0415
+    from redis import RedisError  # noqa: PLC0415
+
     from reconciler.outcome import Trigger  # noqa: PLC0415
     from workers.dispatch import enqueue_app, fan_out_result, wait_for_targets  # noqa: PLC0415
 
@@ -171,12 +244,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
     require_redis()
     result = enqueue_app(application.name, trigger=Trigger.MANUAL,
                          clusters=clusters if args.cluster else None, fresh=True)  # fmt: skip
+    fan_out = min(_left(deadline), 60.0)
     try:
-        revision, targets = fan_out_result(result, timeout=min(_left(deadline), 60.0))
-    except TimeoutError:
+        revision, targets = fan_out_result(result, timeout=fan_out)
+    except (TimeoutError, ResultTimeout):
         raise TransientError(
-            f"no worker took the sync of {application.name} in time (is a worker running?)"
+            f"no worker took the sync of {application.name} within {fan_out:.1f}s: is a worker "
+            f"running against {installation()}? The sync stays queued and runs when one starts"
         ) from None
+    finally:
+        # Unsubscribe from the result now: left to the garbage collector, Celery would try
+        # it while the interpreter shuts down, and print a traceback after our message.
+        # Best effort: when Redis is what failed, there is nothing left to unsubscribe from.
+        with contextlib.suppress(RedisError, OSError):
+            result.backend.remove_pending_result(result)
     if not (args.wait or args.health):
         rows = [{"application": application.name, "cluster": t.cluster, "task_id": t.task_id,
                  "queued": t.queued} for t in targets]  # fmt: skip
@@ -186,7 +267,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return 0
     asked = datetime.now(UTC)
     waited = wait_for_targets(targets, timeout=_left(deadline))
-    _last_attempts(application.name, waited, since=asked)
+    _last_attempts(application.name, targets, waited, since=asked)
     outcomes = {cluster: outcome if outcome is not None
                 else _timed_out(application.name, cluster, args.timeout)
                 for cluster, outcome in waited.items()}  # fmt: skip
@@ -399,9 +480,16 @@ _QUEUED_COLUMNS = (
 
 
 def _last_attempts(
-    app: str, outcomes: dict[str, dict[str, Any] | None], *, since: datetime
+    app: str,
+    targets: Sequence[Queued],
+    outcomes: dict[str, dict[str, Any] | None],
+    *,
+    since: datetime,
 ) -> None:
-    """For targets still retrying at the deadline, the attempt their history recorded."""
+    """For targets still retrying at the deadline, the attempt their history recorded.
+
+    An entry that carries its task's id is matched by it; an older one by its start time.
+    """
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
 
@@ -409,9 +497,14 @@ def _last_attempts(
     if not missing:
         return
     records = Records(redis_client(), Keys())
+    task_ids = {t.cluster: t.task_id for t in targets}
     for cluster in missing:
         latest = records.history(app, cluster, n=1)
         if not latest:
+            continue
+        if latest[0].get("task_id"):
+            if latest[0]["task_id"] == task_ids.get(cluster):
+                outcomes[cluster] = {**latest[0], "note": "still retrying: last attempt shown"}
             continue
         try:
             started = datetime.fromisoformat(str(latest[0].get("started")))
@@ -456,19 +549,31 @@ _STATUS_COLUMNS = (
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """The fleet at a glance: one row per target, from the status index."""
+    """The fleet at a glance: one row per target, from the status index.
+
+    An application the fleet file (or, without one, the status index) does not know is
+    bad input, exit 2, with the closest names; an empty listing names the installation
+    it read, since the usual cause is another ``REDIS_URL`` or prefix than the workers'.
+    """
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
 
+    fleet = known_fleet(args)
     client = redis_client()
     keys = Keys()
-    rows = Records(client, keys).status(args.app)
+    records = Records(client, keys)
+    if args.app and fleet is not None:
+        fleet.application(args.app)
+    elif args.app:
+        recorded_clusters(records, args.app)
+    rows = records.status(args.app)
     suspended = {m.decode() if isinstance(m, bytes) else str(m)
                  for m in client.smembers(keys.suspended())}  # fmt: skip
     for row in rows:
         row["suspended"] = row.get("application") in suspended
-    empty = f"No targets of {args.app} recorded." if args.app else "No targets recorded."
-    print_listing(args.output, rows, _STATUS_COLUMNS, name=target_name, empty=empty)
+    what = f"No targets of {args.app} recorded" if args.app else "No targets recorded"
+    print_listing(args.output, rows, _STATUS_COLUMNS, name=target_name,
+                  empty=f"{what} in {installation()}.")  # fmt: skip
     return 0
 
 
@@ -490,17 +595,61 @@ _HISTORY_COLUMNS = (
 )
 
 
+#: ``history`` of every target of an application: the same, each row naming its cluster.
+_APP_HISTORY_COLUMNS = (_HISTORY_COLUMNS[0], Column("CLUSTER", lambda r: r.get("cluster")),
+                        *_HISTORY_COLUMNS[1:])  # fmt: skip
+
+
+def history_clusters(args: argparse.Namespace, records: Records) -> list[str]:
+    """The clusters whose histories ``history`` reads: ``--cluster``, else every target.
+
+    The fleet file, when known, says which targets exist (and suggests a name for a
+    typo); without it the status index does, as ``recorded_clusters`` explains.
+    """
+    from reconciler.fleet.messages import known, quote  # noqa: PLC0415
+
+    fleet = known_fleet(args)
+    if fleet is not None:
+        application = fleet.application(args.app)
+        return [c.name for c in targets_of(fleet, application,
+                                           [args.cluster] if args.cluster else None)]  # fmt: skip
+    recorded = recorded_clusters(records, args.app)
+    if args.cluster is None:
+        return recorded
+    if recorded and args.cluster not in recorded:
+        raise ConfigError(
+            f"unknown cluster {quote(args.cluster)} for {args.app}"
+            f"{known(args.cluster, recorded)}: the status index of {installation()} records "
+            "no such target"
+        )
+    return [args.cluster]
+
+
 def cmd_history(args: argparse.Namespace) -> int:
-    """The last outcomes of one target, newest first; ``-o wide`` lists each run's hooks."""
+    """The last outcomes of a target, or of every target of an application, newest first.
+
+    Across targets the ``-n`` newest runs are shown whichever cluster they ran on, so a
+    fleet-wide incident reads in the order it happened.  ``-o wide`` lists each run's hooks.
+    """
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
 
-    items = Records(redis_client(), Keys()).history(args.app, args.cluster, n=args.n)
-    empty = f"No outcomes recorded for {args.app} on {args.cluster}."
-    print_listing(args.output, [summary_of(i) for i in items], _HISTORY_COLUMNS,
+    records = Records(redis_client(), Keys())
+    clusters = history_clusters(args, records)
+    items = [item for cluster in clusters for item in records.history(args.app, cluster, n=args.n)]
+    items.sort(key=lambda item: str(item.get("started") or ""), reverse=True)
+    items = items[: args.n]
+    where = f"on {args.cluster}" if args.cluster else "on any cluster"
+    empty = f"No outcomes recorded for {args.app} {where} in {installation()}."
+    columns = _HISTORY_COLUMNS if args.cluster else _APP_HISTORY_COLUMNS
+    print_listing(args.output, [summary_of(i) for i in items], columns,
                   name=target_name, data=items, empty=empty)  # fmt: skip
     if args.output == "wide":
-        print_hook_lines(items, label=lambda r: str(r.get("started")))
+        label: Callable[[Mapping[str, Any]], str] = (
+            (lambda r: str(r.get("started"))) if args.cluster
+            else (lambda r: f"{r.get('started')} {r.get('cluster')}")
+        )  # fmt: skip
+        print_hook_lines(items, label=label)
     return 0
 
 
@@ -627,24 +776,33 @@ def add_parsers(sub: Any) -> None:
     sync.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
                       help="bound on the whole command, runs and health (default 300)")  # fmt: skip
     listing(sync)
-    sync.set_defaults(handler=cmd_sync)
+    sync.set_defaults(handler=guarded(cmd_sync))
 
-    status = sub.add_parser("status", help="the fleet at a glance, one row per target")
+    status = sub.add_parser(
+        "status",
+        help="the fleet at a glance, one row per target",
+        description="One row per target, from the status index. With a fleet file "
+        "(--config or $RECONCILER_CONFIG) an unknown APP is an error that names the "
+        "closest one (exit 2).",
+    )
+    config(status)
     status.add_argument("app", metavar="APP", nargs="?")
     listing(status)
-    status.set_defaults(handler=cmd_status)
+    status.set_defaults(handler=guarded(cmd_status))
 
     history = sub.add_parser(
         "history",
-        help="the last outcomes of one target",
-        description="The last outcomes of APP on one cluster, newest first: why each run "
-        "stopped (REASON) and its hooks; -o wide lists every hook of every run.",
+        help="the last outcomes of an application's targets",
+        description="The last outcomes of APP, newest first: on one cluster with --cluster, "
+        "else on every cluster it targets (with a CLUSTER column). Why each run stopped "
+        "(REASON) and its hooks; -o wide lists every hook of every run.",
     )
+    config(history)
     history.add_argument("app", metavar="APP")
-    history.add_argument("--cluster", required=True, metavar="NAME")
+    history.add_argument("--cluster", metavar="NAME", help="only this cluster")
     history.add_argument("-n", type=_count, default=20, help="how many (default 20)")
     listing(history)
-    history.set_defaults(handler=cmd_history)
+    history.set_defaults(handler=guarded(cmd_history))
 
     up = sub.add_parser(
         "up",
@@ -680,4 +838,4 @@ def add_parsers(sub: Any) -> None:
         parser = sub.add_parser(name, help=f"{name} an application's scheduled runs")
         config(parser)
         parser.add_argument("app", metavar="APP")
-        parser.set_defaults(handler=lambda a, s=flag: cmd_suspend(a, suspend=s))
+        parser.set_defaults(handler=guarded(functools.partial(cmd_suspend, suspend=flag)))

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 
+import pytest
 import redis
 import yaml
 
-from reconciler.cli_runtime import LiveHealth, live_health
+from reconciler.cli_runtime import LiveHealth, installation, live_health
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from tests.integration.conftest import World
@@ -360,3 +362,129 @@ def test_live_health_is_read_from_the_inventory(world: World) -> None:
     assert failing.message.startswith(f"Deployment.apps/{world.namespace}/web: Deployment exceeded")
     assert [r[:2] for r in failing.resources] == [(f"Deployment.apps/{world.namespace}/web",
                                                    "Degraded")]  # fmt: skip
+
+
+# -- errors a person can act on: unknown names, the installation read, no worker ------------
+
+
+def test_version_is_the_installed_package_version(world: World) -> None:
+    proc = cli(world, "--version")
+    assert (proc.returncode, proc.stdout) == (0, f"reconciler {version('reconciler')}\n")
+
+
+def test_installation_names_redis_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://admin:s3cret@redis.example:6380/2")
+    monkeypatch.setenv("RECONCILER_REDIS_PREFIX", "team-a:")
+    shown = installation()
+    assert "s3cret" not in shown and "admin" not in shown
+    assert shown == "Redis redis://redis.example:6380/2, prefix 'team-a:'"
+
+
+def test_unknown_names_exit_2_with_a_suggestion(world: World, redis_url: str,
+                                                redis_prefix: str) -> None:  # fmt: skip
+    recorded_runs(world, redis_url, redis_prefix)
+    path = str(world.tmp / "fleet.yaml")
+    env = redis_env(redis_url, redis_prefix)
+    typo = world.namespace[:-1]
+    suggestion = f'(did you mean "{world.namespace}"?)'
+    for args in (("status", typo), ("history", typo), ("history", typo, "--cluster", "sim-1"),
+                 ("sync", typo, "--wait"), ("suspend", typo), ("resume", typo)):  # fmt: skip
+        proc = cli(world, *args, "--config", path, env=env)
+        assert (proc.returncode, proc.stdout) == (2, ""), (args, proc.stderr)
+        assert f'unknown application "{typo}" {suggestion}' in proc.stderr, (args, proc.stderr)
+    from_env = cli(world, "status", typo, env={**env, "RECONCILER_CONFIG": path})
+    assert from_env.returncode == 2 and suggestion in from_env.stderr
+    # A cluster: unknown to the fleet, or not a target of the application.
+    unknown = cli(world, "history", world.namespace, "--cluster", "sim-9", "--config", path,
+                  env=env)  # fmt: skip
+    assert unknown.returncode == 2 and 'unknown cluster "sim-9" (did you mean' in unknown.stderr
+    for args in (("history", world.namespace, "--cluster", "sim-3"),
+                 ("sync", world.namespace, "--cluster", "sim-3")):  # fmt: skip
+        proc = cli(world, *args, "--config", path, env=env)
+        assert proc.returncode == 2 and "does not target cluster sim-3" in proc.stderr, args
+    # Without a fleet file, the status index is the list of what exists.
+    recorded = cli(world, "status", typo, env=env)
+    assert recorded.returncode == 2 and suggestion in recorded.stderr, recorded.stderr
+    assert redis_prefix in recorded.stderr
+    off_target = cli(world, "history", world.namespace, "--cluster", "sim-3", env=env)
+    assert off_target.returncode == 2, off_target.stderr
+    assert f'unknown cluster "sim-3" for {world.namespace} (did you mean' in off_target.stderr
+    assert "Traceback" not in recorded.stderr + off_target.stderr
+
+
+def test_an_empty_listing_names_the_installation_it_read(world: World, redis_url: str,
+                                                         redis_prefix: str) -> None:  # fmt: skip
+    env = redis_env(redis_url, redis_prefix)
+    where = f"Redis {redis_url}, prefix '{redis_prefix}'"
+    empty = cli(world, "status", env=env)
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == f"No targets recorded in {where}.\n"
+    plain_app(world)
+    path = fleet_file(world, app(world))
+    known = cli(world, "status", world.namespace, "--config", path, env=env)
+    assert (known.returncode, known.stdout) == (0, "")
+    assert known.stderr == f"No targets of {world.namespace} recorded in {where}.\n"
+    history = cli(world, "history", world.namespace, "--config", path, env=env)
+    assert (history.returncode, history.stdout) == (0, "")
+    none = f"No outcomes recorded for {world.namespace} on any cluster in {where}.\n"
+    assert history.stderr == none
+
+
+def test_history_of_every_target_newest_first(world: World, redis_url: str,
+                                              redis_prefix: str) -> None:  # fmt: skip
+    recorded_runs(world, redis_url, redis_prefix)
+    env = redis_env(redis_url, redis_prefix)
+    path = str(world.tmp / "fleet.yaml")
+    ns = world.namespace
+    for config in (("--config", path), ()):  # from the fleet file, or from the status index
+        proc = cli(world, "history", ns, *config, env=env)
+        assert proc.returncode == 0, proc.stderr
+        headers, rows = table(proc.stdout)
+        assert headers[:2] == ["STARTED", "CLUSTER"]
+        assert [(r["CLUSTER"], r["SYNC"]) for r in rows] == [
+            ("sim-1", "Failed"), ("sim-1", "Synced"), ("sim-2", "Synced"),
+        ]  # fmt: skip
+        assert [r["STARTED"] for r in rows] == sorted((r["STARTED"] for r in rows), reverse=True)
+    items = json.loads(cli(world, "history", ns, "-o", "json", env=env).stdout)
+    assert [(i["cluster"], i["reason"]) for i in items] == [
+        ("sim-1", "HookFailed"), ("sim-1", ""), ("sim-2", ""),
+    ]  # fmt: skip
+    named = cli(world, "history", ns, "-o", "name", env=env)
+    assert named.stdout.splitlines() == [f"{ns}/sim-1", f"{ns}/sim-2"]
+    newest = table(cli(world, "history", ns, "-n", "2", env=env).stdout)[1]
+    assert [r["CLUSTER"] for r in newest] == ["sim-1", "sim-1"]
+    wide = cli(world, "history", ns, "-o", "wide", env=env)
+    assert {line[1] for line in hook_lines(wide.stdout)} == {"sim-1", "sim-2"}
+
+
+def test_sync_with_no_worker_says_so_and_exits_1(world: World, redis_url: str,
+                                                 redis_prefix: str) -> None:  # fmt: skip
+    """A real broker that nobody consumes: the fan-out is never taken within --timeout."""
+    plain_app(world)
+    path = fleet_file(world, app(world))
+    env = redis_env(redis_url, redis_prefix)
+    started = time.monotonic()
+    proc = cli(world, "sync", world.namespace, "--config", path, "--wait", "--timeout", "1.5",
+               env=env)  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: no worker took the sync of {world.namespace} within")
+    assert "is a worker running" in proc.stderr
+    assert f"Redis {redis_url}, prefix '{redis_prefix}'" in proc.stderr
+
+
+def test_every_admin_command_exits_1_when_redis_does_not_answer(world: World) -> None:
+    plain_app(world)
+    path = fleet_file(world, app(world))
+    down = {"REDIS_URL": "redis://127.0.0.1:1/0"}
+    ns = world.namespace
+    for args in (("status",), ("history", ns), ("history", ns, "--cluster", "sim-1"),
+                 ("sync", ns, "--config", path, "--wait", "--timeout", "5"),
+                 ("suspend", ns, "--config", path), ("resume", ns, "--config", path)):  # fmt: skip
+        proc = cli(world, *args, env=down)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert proc.stderr == (
+            "error: Redis at redis://127.0.0.1:1/0 does not answer "
+            "(set REDIS_URL, or use 'reconciler up')\n"
+        ), args
