@@ -83,20 +83,37 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
 
     ``require_redis`` checks before a command starts, but Redis (the broker, the result
     backend, the status index) can go away between two reads; redis-py and kombu then
-    raise their own exceptions, which would reach the user as a traceback.
+    raise their own exceptions, and Celery's result backend, once its reconnects are
+    spent, a ``RuntimeError`` with the connection error as its cause.  Any of them would
+    reach the user as a traceback.
     """
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
-        import redis as redis_lib  # noqa: PLC0415
-        from kombu.exceptions import OperationalError  # noqa: PLC0415
-
         try:
             return command(args)
-        except (redis_lib.ConnectionError, redis_lib.TimeoutError, OperationalError) as exc:
-            raise TransientError(f"Redis stopped answering ({installation()}): {exc}") from exc
+        except ReconcilerError:
+            raise
+        except Exception as exc:
+            lost = _lost_redis(exc)
+            if lost is None:
+                raise
+            raise TransientError(f"Redis stopped answering ({installation()}): {lost}") from exc
 
     return run
+
+
+def _lost_redis(exc: BaseException) -> BaseException | None:
+    """The connection error of Redis behind ``exc`` (itself or a cause), if there is one."""
+    import redis as redis_lib  # noqa: PLC0415
+    from kombu.exceptions import OperationalError  # noqa: PLC0415
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, redis_lib.ConnectionError | redis_lib.TimeoutError | OperationalError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def known_fleet(args: argparse.Namespace) -> Fleet | None:
@@ -249,8 +266,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
         revision, targets = fan_out_result(result, timeout=fan_out)
     except (TimeoutError, ResultTimeout):
         raise TransientError(
-            f"no worker took the sync of {application.name} within {fan_out:.1f}s: is a worker "
-            f"running against {installation()}? The sync stays queued and runs when one starts"
+            f"no worker took the sync of {application.name} within {min(args.timeout, 60):g}s: "
+            f"is a worker running against {installation()}? The sync stays queued and runs "
+            "when one starts"
         ) from None
     finally:
         # Unsubscribe from the result now: left to the garbage collector, Celery would try
@@ -600,29 +618,47 @@ _APP_HISTORY_COLUMNS = (_HISTORY_COLUMNS[0], Column("CLUSTER", lambda r: r.get("
                         *_HISTORY_COLUMNS[1:])  # fmt: skip
 
 
-def history_clusters(args: argparse.Namespace, records: Records) -> list[str]:
-    """The clusters whose histories ``history`` reads: ``--cluster``, else every target.
+def history_clusters(args: argparse.Namespace, records: Records) -> tuple[list[str], str]:
+    """The clusters whose histories ``history`` reads (``--cluster``, else every target),
+    and a note for an empty answer.
 
-    The fleet file, when known, says which targets exist (and suggests a name for a
-    typo); without it the status index does, as ``recorded_clusters`` explains.
+    History is about the past, and the past includes applications that have since left
+    the fleet (their records outlive them until beat forgets them).  So a name the fleet
+    file (or, without one, the status index) does not know is bad input only when it is
+    a near miss of one it does, a typo, which gets the suggestion; any other is read as
+    given, and an empty answer says that the name is not in the fleet.
     """
     from reconciler.fleet.messages import known, quote  # noqa: PLC0415
 
     fleet = known_fleet(args)
+    entries = records.status()
+    recorded = [str(e.get("cluster")) for e in entries if e.get("application") == args.app]
     if fleet is not None:
-        application = fleet.application(args.app)
-        return [c.name for c in targets_of(fleet, application,
-                                           [args.cluster] if args.cluster else None)]  # fmt: skip
-    recorded = recorded_clusters(records, args.app)
-    if args.cluster is None:
-        return recorded
-    if recorded and args.cluster not in recorded:
-        raise ConfigError(
-            f"unknown cluster {quote(args.cluster)} for {args.app}"
-            f"{known(args.cluster, recorded)}: the status index of {installation()} records "
-            "no such target"
-        )
-    return [args.cluster]
+        names = [a.name for a in fleet.applications]
+        if args.app in names or _near_miss(args.app, names):
+            application = fleet.application(args.app)  # ConfigError naming the near miss
+            chosen = [args.cluster] if args.cluster else None
+            return [c.name for c in targets_of(fleet, application, chosen)], ""
+        note = f"; {args.app} is not an application of {fleet.path}"
+    else:
+        names = sorted({str(e.get("application")) for e in entries})
+        if not recorded and _near_miss(args.app, names):
+            recorded_clusters(records, args.app)  # ConfigError naming the near miss
+        if args.cluster and recorded and args.cluster not in recorded:
+            raise ConfigError(
+                f"unknown cluster {quote(args.cluster)} for {args.app}"
+                f"{known(args.cluster, recorded)}: the status index of {installation()} "
+                "records no such target"
+            )
+        note = ""
+    return ([args.cluster] if args.cluster else recorded), note
+
+
+def _near_miss(name: str, names: Sequence[str]) -> bool:
+    """Whether ``name`` is close to one of ``names``, as "did you mean" judges closeness."""
+    import difflib  # noqa: PLC0415
+
+    return bool(difflib.get_close_matches(name[:100], list(names), n=1, cutoff=0.6))
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -635,12 +671,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     from reconciler.store.records import Records  # noqa: PLC0415
 
     records = Records(redis_client(), Keys())
-    clusters = history_clusters(args, records)
+    clusters, note = history_clusters(args, records)
     items = [item for cluster in clusters for item in records.history(args.app, cluster, n=args.n)]
     items.sort(key=lambda item: str(item.get("started") or ""), reverse=True)
     items = items[: args.n]
     where = f"on {args.cluster}" if args.cluster else "on any cluster"
-    empty = f"No outcomes recorded for {args.app} {where} in {installation()}."
+    empty = f"No outcomes recorded for {args.app} {where} in {installation()}{note}."
     columns = _HISTORY_COLUMNS if args.cluster else _APP_HISTORY_COLUMNS
     print_listing(args.output, [summary_of(i) for i in items], columns,
                   name=target_name, data=items, empty=empty)  # fmt: skip

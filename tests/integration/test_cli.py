@@ -21,10 +21,12 @@ import yaml
 
 from reconciler.cli_runtime import LiveHealth, installation, live_health
 from reconciler.store.keys import Keys
+from reconciler.store.provision import EmbeddedRedis
 from reconciler.store.records import Records
 from tests.integration.conftest import World
 from tests.integration.test_engine import CONFIGMAP, DEPLOYMENT, app, plain_app
 from tests.integration.test_sync_phases import job
+from workers.app import queue_for
 
 
 def cli(
@@ -428,6 +430,11 @@ def test_an_empty_listing_names_the_installation_it_read(world: World, redis_url
     assert (history.returncode, history.stdout) == (0, "")
     none = f"No outcomes recorded for {world.namespace} on any cluster in {where}.\n"
     assert history.stderr == none
+    # History is about the past: an application that left the fleet is no typo.
+    gone = cli(world, "history", "retired-app", "--cluster", "sim-1", "--config", path, env=env)
+    assert (gone.returncode, gone.stdout) == (0, ""), gone.stderr
+    assert gone.stderr == (f"No outcomes recorded for retired-app on sim-1 in {where}; "
+                           f"retired-app is not an application of {path}.\n")  # fmt: skip
 
 
 def test_history_of_every_target_newest_first(world: World, redis_url: str,
@@ -488,3 +495,37 @@ def test_every_admin_command_exits_1_when_redis_does_not_answer(world: World) ->
             "error: Redis at redis://127.0.0.1:1/0 does not answer "
             "(set REDIS_URL, or use 'reconciler up')\n"
         ), args
+
+
+def test_redis_that_stops_answering_mid_command_is_an_error_not_a_traceback(world: World) -> None:
+    """A Redis of the test's own, stopped while ``sync --wait`` waits for its fan-out."""
+    plain_app(world)
+    path = fleet_file(world, app(world))
+    server = EmbeddedRedis().start()
+    environment = {k: v for k, v in os.environ.items() if k != "RECONCILER_CONFIG"}
+    environment.update(RECONCILER_CACHE_DIR=str(world.tmp / "cli-cache"), REDIS_URL=server.url,
+                       RECONCILER_REDIS_PREFIX="lost:")  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler.cli", "sync", world.namespace, "--config", path,
+         "--wait", "--timeout", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+    )  # fmt: skip
+    try:
+        client = redis.Redis.from_url(server.url)
+        deadline = time.monotonic() + 30
+        # The forced queue holds the sync once the command is waiting for a worker to take it.
+        while not client.exists(Keys("lost:").celery() + queue_for(forced=True)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the sync was never queued"
+            time.sleep(0.05)
+        client.close()
+        server.stop()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.stop()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert err.startswith(f"error: Redis stopped answering (Redis {server.url}, prefix 'lost:'): ")
