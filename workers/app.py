@@ -10,17 +10,22 @@ Settings that make reconciles safe to run on many hosts:
   so a slow task is not delivered twice while it still runs;
 * two queues, forced work (admin syncs, webhooks) and scheduled work, consumed in sorted
   order so a free worker always takes forced work first, whatever the scheduled backlog;
-* every key under the installation's prefix, so one Redis serves several installations.
+* every key under the installation's prefix, so one Redis serves several installations;
+* reconcile jobs that read in Flower as people think of them (``workers.flower``): a
+  name per target set on every message, and Flower's tasks page showing results.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from kombu.entity import Queue
 
 from reconciler.store.keys import Keys
+from workers.flower import apply_flower_defaults, name_task_message
 
 #: Queue names sort forced-first: the broker is consumed in "sorted" order.
 FORCED_QUEUE = "reconciler-forced"
@@ -60,9 +65,22 @@ def queues_for(routes: list[str]) -> list[str]:
     return names
 
 
+class ReconcilerAMQP(AMQP):  # type: ignore[misc]  # Celery is untyped
+    """Celery's message factory, naming each reconcile job as Flower shows it.
+
+    Every task message, whoever sends it (beat, the CLI, the webhook server, a fan-out,
+    a retry), is built here, so this is the one place that names them all.
+    """
+
+    def as_task_v2(self, task_id: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        message = super().as_task_v2(task_id, name, *args, **kwargs)
+        name_task_message(message.headers, message.body, message.sent_event)
+        return message
+
+
 def create_app() -> Celery:
     """A configured Celery app (settings read from the environment now)."""
-    app = Celery("reconciler", include=["workers.tasks"])
+    app = Celery("reconciler", include=["workers.tasks"], amqp=ReconcilerAMQP)
     app.conf.update(settings(redis_url(), Keys()))
     return app
 
@@ -125,3 +143,4 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
 
 
 app = create_app()
+apply_flower_defaults(os.environ)

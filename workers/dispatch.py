@@ -12,11 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery.result import AsyncResult
 
 from reconciler.errors import TransientError
 from reconciler.outcome import Trigger
-from workers.app import app, queue_for
+from reconciler.store.keys import Keys
+from reconciler.store.records import Records
+from workers.app import app, queue_for, redis_url
+from workers.flower import ReconcileFailed
 
 
 @dataclass(frozen=True)
@@ -64,21 +68,47 @@ def wait_for_targets(
     A target task that is being retried is not final: its last state is RETRY, and the
     retried task keeps the same id, so waiting on the id follows it to the end.  The
     caller can show the last recorded attempt of a target still retrying at the deadline.
+
+    The outcome is read from the target's history, where the task recorded it with its
+    id: the task's own result is only a summary, and a Failed run ends FAILURE.
     """
     deadline = time.monotonic() + timeout
     results: dict[str, dict[str, Any] | None] = {t.cluster: None for t in targets}
     pending = {t.cluster: AsyncResult(t.task_id, app=app) for t in targets}
-    while pending and time.monotonic() < deadline:
-        for cluster, result in list(pending.items()):
-            if result.state == "SUCCESS":
-                value = result.result
-                results[cluster] = value if isinstance(value, dict) else None
-                del pending[cluster]
-            elif result.state == "FAILURE":
-                results[cluster] = {"application": "", "cluster": cluster, "sync": "Failed",
-                                    "errors": [{"message": str(result.result),
-                                                "retryable": False}]}  # fmt: skip
-                del pending[cluster]
-        if pending:
-            time.sleep(poll)
+    client = redis.Redis.from_url(redis_url(), socket_timeout=30)
+    try:
+        records = Records(client, Keys())
+        while pending and time.monotonic() < deadline:
+            for cluster, result in list(pending.items()):
+                if result.state in {"SUCCESS", "FAILURE"}:
+                    results[cluster] = _final_outcome(records, result, cluster)
+                    del pending[cluster]
+            if pending:
+                time.sleep(poll)
+    finally:
+        client.close()
     return results
+
+
+#: Recorded outcomes of a target searched for a task's own (its retries come first).
+_HISTORY_SEARCHED = 20
+
+
+def _final_outcome(records: Records, result: AsyncResult, cluster: str) -> dict[str, Any]:
+    """The outcome a finished target task recorded; its result when it recorded none."""
+    value = result.result
+    summary: dict[str, Any] = {}
+    if isinstance(value, dict):
+        summary = value
+    elif isinstance(value, ReconcileFailed):
+        summary = value.summary
+    args = result.args or ()
+    app_name = str(summary.get("application") or (args[0] if args else ""))
+    if app_name:
+        for entry in records.history(app_name, cluster, n=_HISTORY_SEARCHED):
+            if entry.get("task_id") == result.id:
+                return entry
+    if summary and result.state == "SUCCESS":
+        return summary  # skipped: nothing was recorded
+    return {"application": app_name, "cluster": cluster, "sync": "Failed",
+            "errors": [{"message": str(value), "retryable": False}]}  # fmt: skip

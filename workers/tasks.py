@@ -4,8 +4,14 @@
 renders each distinct path once into the shared cache, then sends one
 ``reconcile_target`` per matching cluster, so a hundred clusters reconcile in parallel on
 every worker that is free.  ``reconcile_target`` holds the target's lock while the engine
-runs and records the outcome: in the result backend (its return value), the status
-index, and the target's capped history.
+runs and records the whole outcome in the status index and the target's capped history.
+
+What Celery (and so Flower) sees follows the outcome: a Failed run ends FAILURE, raising
+``ReconcileFailed`` once the outcome is recorded; a retryable one is RETRY until its
+retries are spent; a run that did not happen (target busy, application suspended or gone
+from the fleet) is SUCCESS with ``skipped`` in its result.  The task's return value is a
+short summary (``workers.flower.job_summary``), not the outcome with its diffs: readers
+of the outcome (``sync --wait``, ``history``) read the records, which carry the task id.
 
 Arguments are identifiers only: application and cluster names, the trigger, a commit id.
 """
@@ -31,6 +37,7 @@ from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.store.lock import TargetLock
 from workers.app import SOFT_TIME_LIMIT, app, queue_for, route_label
+from workers.flower import ReconcileFailed, job_summary, skipped
 from workers.runtime import Runtime, reset_runtime, runtime
 
 log = logging.getLogger("reconciler.workers")
@@ -140,6 +147,8 @@ def _prerender(rt: Runtime, fleet: Fleet, app_name: str, clusters: list[str], co
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=MAX_RETRIES,
+    # An expected outcome, not a bug of the worker: logged in one line, no traceback.
+    throws=(ReconcileFailed,),
 )
 def reconcile_target(
     self: Task,
@@ -148,12 +157,17 @@ def reconcile_target(
     trigger: str = Trigger.SCHEDULE.value,
     revision: str | None = None,
 ) -> dict[str, Any]:
-    """Reconcile one target under its lock and record the outcome."""
+    """Reconcile one target under its lock, record the outcome, end as the outcome did."""
     rt = runtime()
     kind = Trigger(trigger)
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
     if forced and not self.request.retries:
         rt.forced.clear_forced_pending(app_name, cluster_name)
+    why = _not_to_run(rt, app_name, cluster_name, kind)
+    if why:
+        result = skipped(app_name, cluster_name, trigger, why)
+        rt.metrics.observe(result)
+        return result
     # A scheduled run yields to whoever holds the target; a forced one waits its turn.
     wait = SOFT_TIME_LIMIT / 2 if forced else 0.0
     lock = TargetLock.for_target(
@@ -167,22 +181,50 @@ def reconcile_target(
                 outcome.sync = SyncStatus.FAILED
     except LockBusy:
         if not forced:
-            skipped = {"application": app_name, "cluster": cluster_name, "trigger": trigger,
-                       "skipped": "busy"}  # fmt: skip
-            rt.metrics.observe(skipped)
-            return skipped
+            result = skipped(app_name, cluster_name, trigger, "busy")
+            rt.metrics.observe(result)
+            return result
         retry = self.retry(countdown=backoff(self.request.retries), max_retries=MAX_RETRIES * 4)
         raise retry from None
     data = outcome.to_dict()
     data["attempt"] = self.request.retries + 1
+    # Links the recorded outcome to its task: ``sync --wait`` finds it by this id.
+    data["task_id"] = self.request.id
     rt.records.record(data)
     rt.metrics.observe(data)
+    summary = job_summary(data)
     if outcome.retryable and self.request.retries < MAX_RETRIES:
         delay = backoff(self.request.retries)
         log.info("retrying %s/%s in %.1fs: %s", app_name, cluster_name, delay,
                  outcome.errors[0].message)  # fmt: skip
-        raise self.retry(countdown=delay)
-    return data
+        # The failure rides along, so Flower's retried row says why.
+        raise self.retry(countdown=delay, exc=ReconcileFailed.of(summary))
+    if outcome.failed:
+        raise ReconcileFailed.of(summary)
+    return summary
+
+
+def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) -> str:
+    """Why a queued target run is skipped ("" to run it): gone from the fleet, suspended.
+
+    Both can change between the fan-out and the moment a worker takes the task.  A fleet
+    file that cannot be read is not a reason to skip: the run records that failure.
+    """
+    try:
+        fleet = rt.fleet()
+    except ReconcilerError:
+        return ""
+    try:
+        application = fleet.application(app_name)
+        member = fleet.cluster(cluster_name)
+    except ConfigError:
+        return "not in the fleet"
+    if not application.destination.clusters.matches(member):
+        return "not in the fleet"
+    automatic = kind in {Trigger.SCHEDULE, Trigger.WEBHOOK}
+    if automatic and (application.sync.suspended or rt.suspended(app_name)):
+        return "suspended"
+    return ""
 
 
 def _run(

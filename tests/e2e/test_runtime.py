@@ -358,9 +358,10 @@ def _converged(stack: Stack, app: str, commit: str, task_id: str) -> None:
     assert stack.kubectl("sim-1", "-n", app, "get", "deployment", "web", "-o", "name").strip() == (
         "deployment.apps/web"
     )
-    # The very task that was lost is the one that finished, on the surviving workers.
+    # The very task that was lost is the one that finished, on the surviving workers (the
+    # log names it as Flower does, "reconcile APP → CLUSTER (trigger)", then its id).
     assert any(
-        f"reconcile_target[{task_id}] succeeded" in (p.log.read_text() if p.log else "")
+        f"[{task_id}] succeeded" in (p.log.read_text() if p.log else "")
         for p in stack.procs
     ), stack.logs()
 
@@ -461,7 +462,7 @@ def test_pool_process_killed_mid_reconcile_is_requeued_at_once(stack: Stack) -> 
     assert worker.log is not None
     text = worker.log.read_text(errors="replace")
     assert "WorkerLostError" in text
-    assert text.count(f"reconcile_target[{task_id}] received") >= 2, "not requeued"
+    assert text.count(f"[{task_id}] received") >= 2, "not requeued"
 
 
 # -- 7. a cluster that is down does not hold up the others ----------------------------------
@@ -528,21 +529,20 @@ def test_flower_lists_reconcile_tasks_behind_basic_auth(stack: Stack) -> None:
     outcomes = stack.cli_json("sync", app, "--wait", "--timeout", "60")
     assert {o["sync"] for o in outcomes} == {"Synced"}, outcomes
 
+    # Flower names each job after its target (Celery's shadow name).
+    names = {f"reconcile {app} → {c} (manual)" for c in ("sim-1", "sim-2")}
+
     def listed() -> dict[str, dict[str, object]] | None:
         tasks = requests.get(f"{url}/api/tasks", auth=auth, timeout=5).json()
-        done = [
-            t
-            for t in tasks.values()
-            if t.get("name") == "reconciler.reconcile_target" and t.get("state") == "SUCCESS"
-        ]
-        return tasks if len(done) >= 2 else None
+        done = {t.get("name") for t in tasks.values() if t.get("state") == "SUCCESS"}
+        return tasks if names <= done else None
 
     tasks = stack.wait_until(listed, timeout=30, what="Flower to list the target tasks")
-    targets = [t for t in tasks.values() if t.get("name") == "reconciler.reconcile_target"]
+    targets = [t for t in tasks.values() if t.get("name") in names]
     assert {c for c in ("sim-1", "sim-2") if any(c in str(t["args"]) for t in targets)} == {
         "sim-1", "sim-2"}, targets  # fmt: skip
     assert all(app in str(t["args"]) for t in targets), targets
-    assert any(t.get("name") == "reconciler.reconcile_app" and app in str(t["args"])
+    assert any(t.get("name") == f"reconcile {app} (manual)" and app in str(t["args"])
                for t in tasks.values()), tasks  # fmt: skip
 
     # Without credentials, or with a wrong password, Flower answers 401.
