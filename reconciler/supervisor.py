@@ -19,14 +19,13 @@ already be gone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,50 +34,9 @@ from typing import IO
 
 from reconciler.errors import ConfigError, TransientError
 from reconciler.fleet import Fleet, load_fleet
+from reconciler.lifetime import DEATH_SIGNAL, STOP_SIGNALS, tie_to_parent
 from reconciler.store.provision import free_port, provide_redis
 from reconciler.store.records import Records
-
-#: ``prctl(2)`` option that sets the signal a process gets when its parent dies (linux/prctl.h).
-_PR_SET_PDEATHSIG = 1
-#: What a child gets when ``up`` dies without stopping it: the signal of an orderly stop.
-_DEATH_SIGNAL = signal.SIGTERM
-#: The signals ``up`` answers; held back while a child is being started, see Child.start.
-_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    """libc's ``prctl``, looked up once in the parent: a forked child of a threaded process
-    must not run the dynamic loader (billiard's ``set_pdeathsig`` does, on every call)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
-_prctl = _load_prctl()
-
-
-def _tie_to_parent(parent: int, death_signal: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the child get ``death_signal`` when ``parent`` dies.
-
-    It takes no locks and loads nothing, so it is safe in a child forked from a threaded
-    process.  The kernel sends the signal when the *thread* that forked the child ends, so
-    children are only ever started from the main thread.  A parent that died between fork
-    and prctl is caught by comparing the parent pid afterwards.  The stop signals that were
-    blocked around the fork are unblocked here, as the mask survives exec.
-    """
-
-    def tie() -> None:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
-            if os.getppid() != parent:
-                os.kill(os.getpid(), death_signal)
-
-    return tie
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -140,17 +98,17 @@ class Child:
         """
         self._close_log()
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             self.process = subprocess.Popen(
                 self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self._log_file,
                 stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_tie_to_parent(os.getpid(), _DEATH_SIGNAL),  # noqa: PLW1509
+                preexec_fn=tie_to_parent(os.getpid(), DEATH_SIGNAL),  # noqa: PLW1509
             )  # fmt: skip
             self.started_at = time.monotonic()
             self.restart_at = None
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def note(self, line: str) -> None:
         """Append a line of ``up``'s own to the child's log, where its readers look."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import redis
 
 from reconciler.errors import ConfigError
+from reconciler.lifetime import DEATH_SIGNAL, tie_to_parent
 
 
 def redis_answers(url: str, *, timeout: float = 1.0) -> bool:
@@ -95,6 +96,8 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            # Dies with whoever started it, even a SIGKILLed `reconciler up` or test run.
+            preexec_fn=tie_to_parent(os.getpid(), DEATH_SIGNAL),  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
