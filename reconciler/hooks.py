@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.errors import RenderError
-from reconciler.model import SYNC_WAVE_ANNOTATIONS, Manifest, ObjectKey
+from reconciler.model import SYNC_WAVE_ANNOTATIONS, Manifest, ObjectKey, annotations_of
 from reconciler.order import kind_rank, sync_wave
 
 #: Hook annotations, in precedence order: a repository may carry several dialects.
@@ -132,7 +132,7 @@ def shown(obj: Manifest) -> str:
 
 def is_hook(obj: Manifest) -> bool:
     """Whether ``obj`` carries a hook annotation of any dialect (Skip included)."""
-    annotations = _annotations(obj)
+    annotations = annotations_of(obj)
     return any(name in annotations for name in HOOK_ANNOTATIONS)
 
 
@@ -142,7 +142,7 @@ def classify(obj: Manifest) -> Hook | SkippedHook | None:
     Raises ``RenderError`` for a value no dialect defines in our or Argo CD's annotation
     (a typo there would otherwise silently apply a migration as a plain object).
     """
-    annotations = _annotations(obj)
+    annotations = annotations_of(obj)
     name = next((n for n in HOOK_ANNOTATIONS if n in annotations), None)
     if name is None:
         return None
@@ -207,8 +207,3 @@ def _wave(obj: Manifest, annotations: dict[str, str]) -> int:
         f"got {weight!r}"
     )
 
-
-def _annotations(obj: Manifest) -> dict[str, str]:
-    meta = obj.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    return annotations if isinstance(annotations, dict) else {}

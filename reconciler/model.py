@@ -44,6 +44,13 @@ def type_name(value: object, *, json_terms: bool = False) -> str:
     return type(value).__name__
 
 
+def annotations_of(obj: Manifest) -> dict[str, Any]:
+    """An object's annotations, ``{}`` when absent or malformed (rendered input is untrusted)."""
+    meta = obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
 def group_of(api_version: str) -> str:
     """``apps/v1`` -> ``apps``; ``v1`` -> ``""`` (the core group)."""
     return api_version.rpartition("/")[0]

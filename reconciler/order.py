@@ -16,7 +16,7 @@ from itertools import groupby
 from types import MappingProxyType
 
 from reconciler.errors import RenderError
-from reconciler.model import SYNC_WAVE_ANNOTATIONS, Manifest, ObjectKey
+from reconciler.model import SYNC_WAVE_ANNOTATIONS, Manifest, ObjectKey, annotations_of
 
 #: Built-in kinds in apply order, each with the API groups it is served from.  The group
 #: matters: a custom resource called ``Service`` is still a custom resource, whose CRD
@@ -94,10 +94,7 @@ def sync_wave(obj: Manifest) -> int:
     Only the annotation that decides is parsed, so a stale Argo CD value next to a valid
     one of ours does not fail the render.  Raises ``RenderError`` for a non-integer.
     """
-    metadata = obj.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    if not isinstance(annotations, dict):
-        return 0
+    annotations = annotations_of(obj)
     for name in SYNC_WAVE_ANNOTATIONS:
         if name not in annotations:
             continue

@@ -28,6 +28,7 @@ from reconciler.model import (
     PRUNE_ANNOTATION,
     Manifest,
     ObjectKey,
+    annotations_of,
     group_of,
 )
 from reconciler.order import apply_order_key, sort_for_apply, sort_for_prune, sync_wave
@@ -260,7 +261,7 @@ def _waves(
 
 def sync_options(obj: Manifest) -> dict[str, str]:
     """Argo CD's ``sync-options`` annotation as a map (``Replace=true,Prune=false``)."""
-    raw = _annotations(obj).get(ARGO_SYNC_OPTIONS, "")
+    raw = annotations_of(obj).get(ARGO_SYNC_OPTIONS, "")
     options: dict[str, str] = {}
     for part in str(raw).split(","):
         name, _, value = part.strip().partition("=")
@@ -271,7 +272,7 @@ def sync_options(obj: Manifest) -> dict[str, str]:
 
 def replace_allowed(obj: Manifest) -> bool:
     """``reconciler.dev/replace: "true"`` or Argo CD's ``Replace=true``."""
-    if str(_annotations(obj).get(REPLACE_ANNOTATION, "")).lower() == "true":
+    if str(annotations_of(obj).get(REPLACE_ANNOTATION, "")).lower() == "true":
         return True
     return sync_options(obj).get("Replace") == "true"
 
@@ -279,7 +280,7 @@ def replace_allowed(obj: Manifest) -> bool:
 def prune_protection(obj: Manifest) -> str:
     """Why ``obj`` must never be pruned (``reconciler.dev/prune: "false"`` or Argo CD's
     ``Prune=false``), or "" when it may be."""
-    if str(_annotations(obj).get(PRUNE_ANNOTATION, "")).lower() == "false":
+    if str(annotations_of(obj).get(PRUNE_ANNOTATION, "")).lower() == "false":
         return f'{PRUNE_ANNOTATION}: "false"'
     if sync_options(obj).get("Prune") == "false":
         return f"{ARGO_SYNC_OPTIONS}: Prune=false"
@@ -300,11 +301,6 @@ def _masked(obj: Manifest) -> Manifest:
     assert result is not None
     return result
 
-
-def _annotations(obj: Manifest) -> dict[str, str]:
-    meta = obj.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    return annotations if isinstance(annotations, dict) else {}
 
 
 __all__ = [
