@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from redbeat.schedulers import get_redis
 from reconciler.errors import ConfigError
 from reconciler.fleet import Application, Fleet
 from reconciler.outcome import Trigger
+from reconciler.settings import load as load_settings
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from workers.app import queue_for
@@ -37,7 +37,7 @@ log = logging.getLogger("reconciler.beat")
 ENTRY_PREFIX = "app:"
 TASK = "reconciler.reconcile_app"
 #: Seconds between two comparisons of the fleet file with the schedule.
-SYNC_EVERY = float(os.environ.get("RECONCILER_BEAT_SYNC", "5"))
+SYNC_EVERY = load_settings().beat_sync
 
 
 def entry_name(app_name: str) -> str:

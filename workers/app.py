@@ -24,6 +24,7 @@ from celery import Celery
 from celery.app.amqp import AMQP
 from kombu.entity import Queue
 
+from reconciler.settings import load as load_settings
 from reconciler.store.keys import Keys
 from workers.flower import apply_flower_defaults, name_task_message
 
@@ -31,24 +32,24 @@ from workers.flower import apply_flower_defaults, name_task_message
 FORCED_QUEUE = "reconciler-forced"
 SCHEDULED_QUEUE = "reconciler-scheduled"
 #: Seconds: a reconcile that takes longer is stopped (soft first, then killed).
-SOFT_TIME_LIMIT = float(os.environ.get("RECONCILER_TASK_SOFT_LIMIT", "300"))
+SOFT_TIME_LIMIT = load_settings().task_soft_limit
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT * 1.2 + 10
 #: Seconds before the broker hands an unacknowledged task (its worker died) to another
 #: worker.  Longer than the hard limit, so a task is never delivered twice while it runs.
 VISIBILITY_TIMEOUT = max(
-    float(os.environ.get("RECONCILER_VISIBILITY_TIMEOUT", "0")) or HARD_TIME_LIMIT * 2,
+    load_settings().visibility_timeout or HARD_TIME_LIMIT * 2,
     HARD_TIME_LIMIT + 5,
 )
 
 
 def redis_url() -> str:
     """Broker and backend URL: ``REDIS_URL`` (``reconciler up`` sets it for its children)."""
-    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return load_settings().redis
 
 
 def route_label() -> str:
     """Cluster label whose value picks target queues (``RECONCILER_ROUTE_LABEL``), or ""."""
-    return os.environ.get("RECONCILER_ROUTE_LABEL", "")
+    return load_settings().route_label
 
 
 def queue_for(*, forced: bool, route: str = "") -> str:
@@ -136,7 +137,7 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
         redbeat_redis_options={"health_check_interval": 30},
         redbeat_key_prefix=keys.redbeat(),
         # Seconds a dead beat keeps the schedule locked before a standby beat takes over.
-        redbeat_lock_timeout=int(os.environ.get("RECONCILER_BEAT_LOCK_TIMEOUT", "30")),
+        redbeat_lock_timeout=load_settings().beat_lock_timeout,
         beat_max_loop_interval=5,
         timezone="UTC",
     )

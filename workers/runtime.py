@@ -23,6 +23,7 @@ from reconciler.errors import ConfigError
 from reconciler.fleet import Fleet, Source, load_fleet
 from reconciler.kube import ClientFactory
 from reconciler.render import RenderedObject
+from reconciler.settings import load as load_settings
 from reconciler.source import GitSource, default_cache_dir
 from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache
 from reconciler.store.keys import Keys
@@ -31,7 +32,7 @@ from reconciler.store.records import Records
 from workers.app import redis_url
 
 #: Seconds a resolved revision is reused before Git is asked again.
-REVISION_TTL = float(os.environ.get("RECONCILER_REVISION_TTL", "10"))
+REVISION_TTL = load_settings().revision_ttl
 
 
 class FleetFile:
@@ -59,7 +60,7 @@ class FleetFile:
 
 def fleet_path() -> str:
     """``RECONCILER_CONFIG``: the fleet file every component reads."""
-    path = os.environ.get("RECONCILER_CONFIG", "")
+    path = load_settings().config
     if not path:
         raise ConfigError("RECONCILER_CONFIG is not set: workers and beat need the fleet file")
     return path

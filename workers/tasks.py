@@ -19,7 +19,6 @@ Arguments are identifiers only: application and cluster names, the trigger, a co
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 import uuid
@@ -35,6 +34,7 @@ from reconciler.errors import ConfigError, LockBusy, ReconcilerError
 from reconciler.fleet import Fleet
 from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
+from reconciler.settings import load as load_settings
 from reconciler.store.lock import TargetLock
 from workers.app import SOFT_TIME_LIMIT, app, queue_for, route_label
 from workers.flower import ReconcileFailed, job_summary, skipped
@@ -44,7 +44,7 @@ log = logging.getLogger("reconciler.workers")
 
 #: Seconds a target lock lives between renewals (renewed every third of it while held);
 #: also how long a target stays locked after its worker died.
-LOCK_TTL = float(os.environ.get("RECONCILER_LOCK_TTL", "60"))
+LOCK_TTL = load_settings().lock_ttl
 #: Retries of a target whose failure was transient, with exponential backoff and jitter.
 MAX_RETRIES = 5
 #: Seconds of a task's soft time limit kept for recording the outcome after the run.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,11 +39,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import SecretStr
 
 from reconciler.errors import ConfigError
 from reconciler.fleet import Fleet, redact_url
 from reconciler.model import Health, SyncStatus
 from reconciler.outcome import Trigger
+from reconciler.settings import load as load_settings
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
@@ -102,11 +103,15 @@ class WebhookSecrets:
         An empty variable counts as unset, so ``FOO=`` in a compose file disables a
         provider instead of configuring an empty key.
         """
-        env = os.environ if environ is None else environ
+        env = load_settings(environ)
+
+        def reveal(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
         return cls(
-            github_secret=env.get(GITHUB_SECRET_ENV) or None,
-            gitlab_token=env.get(GITLAB_TOKEN_ENV) or None,
-            plain_token=env.get(PLAIN_TOKEN_ENV) or None,
+            github_secret=reveal(env.webhook_github_secret),
+            gitlab_token=reveal(env.webhook_gitlab_token),
+            plain_token=reveal(env.webhook_token),
         )
 
     def providers(self) -> list[str]:

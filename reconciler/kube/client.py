@@ -31,6 +31,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 
+from reconciler import settings
 from reconciler.errors import (
     Cause,
     ClusterError,
@@ -422,7 +423,7 @@ def resolve_kubeconfig(kubeconfig: str | None) -> str:
     """The kubeconfig file as kubectl finds it: explicit, ``$KUBECONFIG``, ``~/.kube/config``."""
     if kubeconfig:
         return os.path.expanduser(kubeconfig)
-    env = os.environ.get("KUBECONFIG", "")
+    env = settings.load().kubeconfig or ""
     first = env.split(os.pathsep)[0] if env else ""
     return os.path.expanduser(first or "~/.kube/config")
 

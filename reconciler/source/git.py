@@ -41,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import filelock
 
+from reconciler import settings
 from reconciler.errors import SourceError, SourceUnavailable
 
 #: Largest file ``read_tree`` returns; manifests are text written by people.
@@ -73,7 +74,6 @@ _SAFE_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
 _TRANSPORT_HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
 _SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]]+\]|[^@/:]+):(?P<path>.*)")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_TOKEN_ENV_PREFIX = "RECONCILER_GIT_TOKEN_"
 
 #: Streams ``(sha, content)`` of the given blob ids (``GitSource._cat_blobs`` bound to a mirror).
 _Cat = Callable[[Iterable[str]], Iterator[tuple[str, bytes]]]
@@ -131,8 +131,7 @@ esac
 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``RECONCILER_CACHE_DIR``, else ``~/.cache/reconciler``; callers pass it to GitSource."""
-    env = os.environ if environ is None else environ
-    return Path(os.path.expanduser(env.get("RECONCILER_CACHE_DIR") or "~/.cache/reconciler"))
+    return settings.load(environ).cache_path
 
 
 def redact_url(url: str) -> str:
@@ -562,15 +561,13 @@ class GitSource:
             return remote.username or "", remote.password
         if remote.scheme != "https":
             return None
-        env = os.environ if self._environ is None else self._environ
-        host_var = _TOKEN_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", remote.host.upper())
-        token = env.get(host_var) or env.get("RECONCILER_GIT_TOKEN")
-        user = env.get("RECONCILER_GIT_USERNAME") or remote.username
+        env = settings.load(self._environ)
+        token = env.git_host_token(re.sub(r"[^A-Z0-9]", "_", remote.host.upper())) or env.git_token
+        user = env.git_username or remote.username
         if token:
-            return user or "x-access-token", token
-        password = env.get("RECONCILER_GIT_PASSWORD")
-        if password:
-            return user or "", password
+            return user or "x-access-token", token.get_secret_value()
+        if env.git_password:
+            return user or "", env.git_password.get_secret_value()
         return None
 
     def _secrets(self, remote: _Remote) -> list[str]:
@@ -605,9 +602,9 @@ class GitSource:
             GIT_PROTOCOL_FROM_USER="0",
             GIT_LITERAL_PATHSPECS="1",
         )
-        source_env = os.environ if self._environ is None else self._environ
-        key_file = source_env.get("RECONCILER_GIT_SSH_KEY_FILE")
-        known_hosts = source_env.get("RECONCILER_GIT_SSH_KNOWN_HOSTS")
+        source_env = settings.load(self._environ)
+        key_file = source_env.git_ssh_key_file
+        known_hosts = source_env.git_ssh_known_hosts
         ssh = ["ssh", "-o", "BatchMode=yes"]
         if key_file:
             ssh += ["-i", key_file, "-o", "IdentitiesOnly=yes"]

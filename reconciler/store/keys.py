@@ -16,15 +16,13 @@ hashed, with any userinfo removed first, so a credential never reaches a key nam
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler import settings
 from reconciler.errors import ConfigError
 
-#: The prefix when neither the caller nor ``RECONCILER_REDIS_PREFIX`` names one.
-DEFAULT_PREFIX = "reconciler:"
 #: Environment variable naming the prefix, so installations sharing a Redis stay apart.
 PREFIX_ENV = "RECONCILER_REDIS_PREFIX"
 
@@ -41,8 +39,7 @@ _URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 def default_prefix(environ: Mapping[str, str] | None = None) -> str:
     """``RECONCILER_REDIS_PREFIX`` when set and not empty, else ``reconciler:``."""
-    env = os.environ if environ is None else environ
-    return env.get(PREFIX_ENV) or DEFAULT_PREFIX
+    return settings.load(environ).prefix
 
 
 def digest(value: str, *, length: int = 32) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from reconciler import settings
 from reconciler.errors import ConfigError
 from reconciler.lifetime import DEATH_SIGNAL, tie_to_parent
 
@@ -141,7 +142,7 @@ class EmbeddedRedis:
 @contextlib.contextmanager
 def provide_redis(url: str | None = None) -> Iterator[str]:
     """Yield the URL of a Redis that answers: ``url``/``REDIS_URL`` if it does, else embedded."""
-    candidate = url if url is not None else os.environ.get("REDIS_URL", "")
+    candidate = url if url is not None else (settings.load().redis_url or "")
     if candidate and redis_answers(candidate):
         yield candidate
         return

@@ -8,7 +8,8 @@ import pytest
 import redis
 
 from reconciler.errors import ConfigError
-from reconciler.store.keys import DEFAULT_PREFIX, PREFIX_ENV, Keys, repo_hash, without_userinfo
+from reconciler.settings import DEFAULT_PREFIX
+from reconciler.store.keys import PREFIX_ENV, Keys, repo_hash, without_userinfo
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
