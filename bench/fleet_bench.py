@@ -135,14 +135,14 @@ def main() -> int:
         reconfigure(app, url=url, prefix=prefix)
         try:
             children.append(subprocess.Popen(
-                [sys.executable, "-m", "reconciler.cli", "sim", "--clusters", str(args.clusters),
+                [sys.executable, "-m", "cli", "sim", "--clusters", str(args.clusters),
                  "--kubeconfig", str(kubeconfig), "--controller-delay", "0"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
             deadline = time.monotonic() + 30
             while not kubeconfig.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             children.append(subprocess.Popen(
-                [sys.executable, "-m", "reconciler.cli", "worker", "--concurrency",
+                [sys.executable, "-m", "cli", "worker", "--concurrency",
                  str(args.concurrency), "--loglevel", "WARNING"],
                 env=env, stdout=subprocess.DEVNULL, stderr=worker_log))  # fmt: skip
             client = redis.Redis.from_url(url)

@@ -23,6 +23,7 @@ rules kept here, not in callers:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -112,6 +113,9 @@ class Options:
 
     dry_run: bool = False
     fresh: bool = True
+    #: Prune for this run whatever ``sync.prune`` says (True, as ``argocd app sync
+    #: --prune``), or never (False); None follows the application's policy.
+    prune: bool | None = None
     #: A commit already resolved by the caller (the same for every target of one run).
     revision: str | None = None
     #: Seconds to wait for a CRD applied in this run to be Established, or for an object
@@ -243,7 +247,9 @@ class Engine:
             applied.objects = {ObjectKey.of(o): o for o in live}
             # 4. Plan, pure: drift, what to write, prune and run.
             with _stage(Reason.RENDER_FAILED):
-                the_plan = plan(desired, live, inventory, app.sync, trigger, commit,
+                policy = (app.sync if options.prune is None
+                          else dataclasses.replace(app.sync, prune=options.prune))  # fmt: skip
+                the_plan = plan(desired, live, inventory, policy, trigger, commit,
                                 app=app.name, ignore=app.ignore_differences)  # fmt: skip
             outcome.drift.extend(the_plan.drift)
             outcome.changes.extend(Change(str(k), Action.UNCHANGED) for k in the_plan.unchanged)
@@ -277,8 +283,10 @@ class Engine:
                 rendered = self.objects(spec, commit)
             except EmptyRender as exc:
                 if not app.sync.allow_empty:
-                    raise RenderError(f"{exc}; nothing is applied or pruned (set "
-                                      "sync.allowEmpty to sync an empty render)") from exc
+                    raise RenderError(
+                        f"{exc}; nothing is applied or pruned (set "
+                        "sync.allowEmpty to sync an empty render)"
+                    ) from exc
                 rendered = []
             manifests = finalize(
                 rendered,
@@ -570,8 +578,10 @@ class Engine:
         failed = [c for c in outcome.changes if c.action is Action.FAILED]
         revision = inventory.revision if failed else the_plan.revision
         new = inv.Inventory(entries=inv.entries_of([*the_plan.resources, *kept]), revision=revision)
-        if not (inventory.exists and (new.entries, new.revision) == (inventory.entries,
-                                                                     inventory.revision)):
+        if not (
+            inventory.exists
+            and (new.entries, new.revision) == (inventory.entries, inventory.revision)
+        ):
             manifest = inv.to_configmap(target.app.name, new)
             try:
                 kube.apply(manifest, force=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 _PR_SET_PDEATHSIG = 1
 #: What a child gets when its parent dies without stopping it: the signal of an orderly stop.
 DEATH_SIGNAL = signal.SIGTERM
-#: The signals ``up`` answers; held back while it starts a child (``reconciler.supervisor``).
+#: The signals ``up`` answers; held back while it starts a child (``cli.supervisor``).
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -9,6 +11,27 @@ import pytest
 import redis
 
 from reconciler.store.provision import provide_redis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def installation_context() -> Iterator[str]:
+    """Where this session's ``reconciler up`` runs write their installation context.
+
+    A context file of the session's own, inherited by every process the tests start:
+    ``up`` in a test never overwrites the context of a stack the developer is running,
+    and a CLI test never reads that stack by accident.
+    """
+    with tempfile.TemporaryDirectory(prefix="reconciler-context-") as directory:
+        path = os.path.join(directory, "context.yaml")
+        previous = os.environ.get("RECONCILER_CONTEXT")
+        os.environ["RECONCILER_CONTEXT"] = path
+        try:
+            yield path
+        finally:
+            if previous is None:
+                os.environ.pop("RECONCILER_CONTEXT", None)
+            else:
+                os.environ["RECONCILER_CONTEXT"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ engine) validates the file against the Compose specification as well.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -17,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
-from reconciler.cli import build_parser
+from cli.main import reconciler
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = ROOT / "compose"
@@ -69,12 +69,9 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The subcommands ``reconciler`` knows, read from its argparse subparsers."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
+def subcommands() -> dict[str, click.Command]:
+    """The subcommands ``reconciler`` knows, read from its click group."""
+    return dict(reconciler.commands)
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -141,16 +138,15 @@ def test_command_is_a_real_reconciler_subcommand(
     command = services[service].get("command")
     assert isinstance(command, list), f"{service}: command must be an exec-form list"
     assert command[:2] == ["reconciler", subcommand], f"{service}: command is {command}"
-    parser = build_parser()
-    known = subcommands(parser)
+    known = subcommands()
     # Deliberately a failure, not a skip: the compose file promises these subcommands.
     assert subcommand in known, (
         f"{service}: `reconciler {subcommand}` is not a subcommand of the CLI "
-        f"(build_parser() knows: {', '.join(sorted(known)) or 'none'})"
+        f"(the CLI knows: {', '.join(sorted(known)) or 'none'})"
     )
     try:
-        parser.parse_args([str(arg) for arg in command[1:]])
-    except SystemExit as exc:
+        known[subcommand].make_context(subcommand, [str(arg) for arg in command[2:]])
+    except click.ClickException as exc:
         pytest.fail(f"{service}: `{' '.join(map(str, command))}` is refused by the CLI ({exc})")
 
 

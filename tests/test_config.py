@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.cli import main
+from cli.main import main
 from reconciler.errors import ConfigError
 from reconciler.fleet import (
     Application,

@@ -20,8 +20,7 @@ import pytest
 from kubernetes import client, config
 
 import kubesim
-from kubesim.runtime import SimHandle
-from reconciler.demo import (
+from cli.demo import (
     APPS_DIR,
     DEMO_CLUSTERS,
     DemoCluster,
@@ -31,6 +30,7 @@ from reconciler.demo import (
     instructions,
     main,
 )
+from kubesim.runtime import SimHandle
 from reconciler.engine import Engine
 from reconciler.fleet import Fleet, load_fleet
 from reconciler.model import Action, Health, SyncStatus
@@ -451,7 +451,7 @@ def test_change_command_commits_and_prints_the_commit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     create_demo(tmp_path, kubeconfig="kc", clusters=DEMO_CLUSTERS)
-    assert "-m reconciler.demo change" in instructions(tmp_path)
+    assert "-m cli.demo change" in instructions(tmp_path)
     assert main(["change", str(tmp_path), "-m", "from the command line"]) == 0
     commit = capsys.readouterr().out.strip()
     assert commit == _git(tmp_path / APPS_DIR, "rev-parse", "HEAD")

@@ -38,13 +38,27 @@ def enqueue_app(
     trigger: Trigger,
     clusters: Sequence[str] | None = None,
     fresh: bool = False,
+    revision: str | None = None,
+    prune: bool | None = None,
+    dry_run: bool = False,
 ) -> AsyncResult:
-    """Send ``reconcile_app``; forced and webhook triggers go to the forced queue."""
+    """Send ``reconcile_app``; forced and webhook triggers go to the forced queue.
+
+    ``revision``, ``prune`` and ``dry_run`` are an admin sync's options (a ref, two
+    flags): identifiers, like every task argument, never credentials or manifests.
+    """
     forced = trigger in {Trigger.MANUAL, Trigger.WEBHOOK}
+    kwargs: dict[str, Any] = {"clusters": list(clusters) if clusters else None, "fresh": fresh}
+    if revision:
+        kwargs["revision"] = revision
+    if prune is not None:
+        kwargs["prune"] = prune
+    if dry_run:
+        kwargs["dry_run"] = True
     return app.send_task(
         "reconciler.reconcile_app",
         args=(app_name, trigger.value),
-        kwargs={"clusters": list(clusters) if clusters else None, "fresh": fresh},
+        kwargs=kwargs,
         queue=queue_for(forced=forced),
     )
 

@@ -29,6 +29,7 @@ from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
+from reconciler.store.suspension import Suspensions
 from workers.app import redis_url
 
 #: Seconds a resolved revision is reused before Git is asked again.
@@ -86,7 +87,7 @@ class Runtime:
 
     def suspended(self, app: str) -> bool:
         """Suspended by ``reconciler suspend`` (the fleet's ``sync.suspended`` is separate)."""
-        return bool(self.client.sismember(self.keys.suspended(), app))
+        return Suspensions(self.client, self.keys).is_suspended(app)
 
     def resolve(self, source: Source, *, fresh: bool) -> str:
         """The commit of ``source``: fetched at most once per TTL across all workers."""

@@ -18,6 +18,7 @@ Arguments are identifiers only: application and cluster names, the trigger, a co
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -74,8 +75,16 @@ def reconcile_app(
     trigger: str = Trigger.SCHEDULE.value,
     clusters: list[str] | None = None,
     fresh: bool = False,
+    revision: str | None = None,
+    prune: bool | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """Resolve and render once, then queue one target task per matching cluster."""
+    """Resolve and render once, then queue one target task per matching cluster.
+
+    An admin sync may name a ``revision`` (a branch, tag or commit other than the one the
+    fleet tracks), force ``prune`` on or off for this run, or ask for a ``dry_run``.  Such
+    a run never joins another forced sync already waiting: its options are its own.
+    """
     rt = runtime()
     kind = Trigger(trigger)
     fleet = rt.fleet()
@@ -93,7 +102,10 @@ def reconcile_app(
     if clusters:
         targets = [c for c in targets if c.name in set(clusters)]
     try:
-        commit: str | None = rt.resolve(application.source, fresh=fresh)
+        source = application.source
+        if revision:
+            source = dataclasses.replace(source, revision=revision)
+        commit: str | None = rt.resolve(source, fresh=fresh)
     except ReconcilerError as exc:
         # Every target records the failure (and retries it) on its own.
         log.warning("reconcile_app %s: source: %s", app_name, exc)
@@ -101,11 +113,12 @@ def reconcile_app(
     if commit is not None:
         _prerender(rt, fleet, app_name, [c.name for c in targets], commit)
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
+    own_options = bool(revision) or prune is not None or dry_run
     label = route_label()
     sent = []
     for cluster in targets:
         task_id = str(uuid.uuid4())
-        if forced:
+        if forced and not own_options:
             waiting = rt.forced.claim(app_name, cluster.name, task_id=task_id, ttl=FORCED_MARK_TTL)
             if waiting is not None:
                 sent.append({"cluster": cluster.name, "task_id": waiting, "queued": False})
@@ -113,7 +126,7 @@ def reconcile_app(
         queue = queue_for(forced=forced, route=cluster.labels.get(label, "") if label else "")
         reconcile_target.apply_async(
             args=(app_name, cluster.name, trigger),
-            kwargs={"revision": commit},
+            kwargs={"revision": commit, "ref": revision, "prune": prune, "dry_run": dry_run},
             queue=queue,
             task_id=task_id,
         )
@@ -156,8 +169,16 @@ def reconcile_target(
     cluster_name: str,
     trigger: str = Trigger.SCHEDULE.value,
     revision: str | None = None,
+    prune: bool | None = None,
+    dry_run: bool = False,
+    ref: str | None = None,
 ) -> dict[str, Any]:
-    """Reconcile one target under its lock, record the outcome, end as the outcome did."""
+    """Reconcile one target under its lock, record the outcome, end as the outcome did.
+
+    ``revision`` is the commit the fan-out resolved; when it could not, the target
+    resolves on its own: ``ref`` (an admin sync's ``--revision``) if one was asked for,
+    never silently the fleet's branch instead.
+    """
     rt = runtime()
     kind = Trigger(trigger)
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
@@ -175,7 +196,8 @@ def reconcile_target(
     )
     try:
         with lock:
-            outcome = _run(rt, app_name, cluster_name, kind, revision)
+            outcome = _run(rt, app_name, cluster_name, kind, revision,
+                           Options(prune=prune, dry_run=dry_run), ref)  # fmt: skip
             if lock.lost:
                 outcome.errors.append(Problem("the target lock was lost during the run", True))
                 outcome.sync = SyncStatus.FAILED
@@ -228,17 +250,20 @@ def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) ->
 
 
 def _run(
-    rt: Runtime, app_name: str, cluster_name: str, kind: Trigger, revision: str | None
+    rt: Runtime, app_name: str, cluster_name: str, kind: Trigger, revision: str | None,
+    asked: Options, ref: str | None = None,
 ) -> Outcome:
     """The engine's run, with the process's fleet and caches; never raises our errors."""
     try:
         target = rt.fleet().target(app_name, cluster_name)
         if revision is None:
-            revision = rt.resolve(target.app.source, fresh=False)
+            source = target.app.source
+            revision = rt.resolve(dataclasses.replace(source, revision=ref) if ref else source,
+                                  fresh=False)  # fmt: skip
         # Waves and hooks wait within the task's time limit; past it, the run stops as
         # retryable and the next one goes on from the waves already Healthy.
         deadline = time.monotonic() + SOFT_TIME_LIMIT - RUN_MARGIN
-        options = Options(revision=revision, fresh=False, deadline=deadline)
+        options = dataclasses.replace(asked, revision=revision, fresh=False, deadline=deadline)
         return rt.engine.reconcile(target, trigger=kind, options=options)
     except ReconcilerError as exc:
         return _failed(app_name, cluster_name, kind, revision, Problem(str(exc), exc.retryable))

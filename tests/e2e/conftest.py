@@ -167,7 +167,7 @@ class Stack:
             log = self.tmp / f"{name}-{suffix}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "reconciler.cli", *args],
+                [sys.executable, "-m", "cli", *args],
                 env={**self.env, **(env or {})},
                 cwd=self.tmp,
                 stdin=subprocess.DEVNULL,
@@ -207,7 +207,7 @@ class Stack:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``reconciler ARGS`` to completion; its process group is killed on timeout."""
         popen = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**self.env, **(env or {})},
             cwd=self.tmp,
             stdin=subprocess.DEVNULL,
@@ -231,7 +231,7 @@ class Stack:
     def cli_async(self, *args: str) -> subprocess.Popen[str]:
         """Start ``reconciler ARGS`` without waiting (killed at teardown if still running)."""
         popen = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", *args],
+            [sys.executable, "-m", "cli", *args],
             env=self.env,
             cwd=self.tmp,
             stdin=subprocess.DEVNULL,

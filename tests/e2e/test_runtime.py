@@ -382,7 +382,7 @@ def _kill_worker_mid_reconcile(stack: Stack, app: str) -> tuple[str, float]:
     Returns the lost task's id and when the broker handed it out.
     """
     doomed = stack.worker(concurrency=1, env=KILL_ENV)
-    queued = stack.cli_json("sync", app)
+    queued = stack.cli_json("sync", app, "--async")
     (task_id,) = [t["task_id"] for t in queued["targets"]]
     stack.wait_until(lambda: _started_on_sim1(stack, app), timeout=30,
                      what="the reconcile to start on sim-1")  # fmt: skip
@@ -434,7 +434,7 @@ def test_pool_process_killed_mid_reconcile_is_requeued_at_once(stack: Stack) -> 
     _slow_app(stack, app)
     commit = stack.repo.commit("a slow application")
     worker = stack.worker(concurrency=2, env=KILL_ENV)
-    queued = stack.cli_json("sync", app)
+    queued = stack.cli_json("sync", app, "--async")
     (task_id,) = [t["task_id"] for t in queued["targets"]]
     stack.wait_until(lambda: _started_on_sim1(stack, app), timeout=30,
                      what="the reconcile to start on sim-1")  # fmt: skip

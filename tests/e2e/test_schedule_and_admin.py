@@ -119,8 +119,8 @@ def test_a_waiting_forced_sync_is_joined_not_queued_twice(stack: Stack) -> None:
     stack.write_fleet(stack.app(app, clusters={"names": ["sim-1"]}, interval="1h"))
     routed = {"RECONCILER_ROUTE_LABEL": "env"}
     stack.worker(concurrency=1, env=routed)  # shared queues only: fans out, never reconciles
-    first = stack.cli_json("sync", app)
-    second = stack.cli_json("sync", app)
+    first = stack.cli_json("sync", app, "--async")
+    second = stack.cli_json("sync", app, "--async")
     assert first["targets"][0]["queued"] is True
     assert second["targets"][0]["queued"] is False
     assert second["targets"][0]["task_id"] == first["targets"][0]["task_id"]
@@ -144,7 +144,7 @@ def test_up_demo_runs_the_whole_stack_until_synced(stack: Stack, tmp_path: Path)
     env.pop("KUBECONFIG", None)
     workdir = tmp_path / "up"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", "up", "--demo", "--dir", str(workdir),
+        [sys.executable, "-m", "cli", "up", "--demo", "--dir", str(workdir),
          "--until-synced", "150", "--no-flower", "--webhook-port", str(free_port())],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
@@ -200,7 +200,7 @@ def test_up_stops_every_child_on_sigterm(stack: Stack, tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "up", "--demo", "--dir", str(workdir),
+            [sys.executable, "-m", "cli", "up", "--demo", "--dir", str(workdir),
              "--no-flower", "--webhook-port", str(free_port())],
             env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from reconciler.supervisor import Child, RestartPolicy, describe_exit, tend
+from cli.supervisor import Child, RestartPolicy, describe_exit, tend
 from tests.e2e.conftest import CLUSTERS, Stack, free_port, tail
 
 #: (pid, create time): a pid alone may be reused by the time it is checked.
@@ -81,7 +81,7 @@ class Up:
         for process in self.tree():
             with contextlib.suppress(psutil.NoSuchProcess):
                 cmdline = process.cmdline()
-                if process.ppid() == self.popen.pid and cmdline[2:4] == ["reconciler.cli", name]:
+                if process.ppid() == self.popen.pid and cmdline[2:4] == ["cli", name]:
                     found.append(process)
         return found
 
@@ -103,7 +103,7 @@ def running_up(stack: Stack, tmp_path: Path, *extra: str) -> Iterator[Up]:
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.cli", "up", "--demo", "--dir", str(workdir),
+            [sys.executable, "-m", "cli", "up", "--demo", "--dir", str(workdir),
              "--webhook-port", str(free_port()), "--concurrency", "2", *extra],
             env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -19,7 +19,8 @@ import pytest
 import redis
 import yaml
 
-from reconciler.cli_runtime import LiveHealth, installation, live_health
+from cli.admin import LiveHealth, live_health
+from cli.installation import installation
 from reconciler.store.keys import Keys
 from reconciler.store.provision import EmbeddedRedis
 from reconciler.store.records import Records
@@ -35,7 +36,7 @@ def cli(
     environment = {k: v for k, v in os.environ.items() if k != "RECONCILER_CONFIG"}
     environment.update(RECONCILER_CACHE_DIR=str(world.tmp / "cli-cache"), **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True, text=True, timeout=120, env=environment, check=False,
     )  # fmt: skip
 
@@ -120,7 +121,13 @@ def test_usage_errors_exit_2(world: World) -> None:
     assert "does not target" in not_targeted.stderr
     unknown = cli(world, "reconcile", "--config", path, "nope")
     assert unknown.returncode == 2
-    assert cli(world, "diff", "--config", path, world.namespace).returncode == 2
+    assert cli(world, "diff", "--config", path, world.namespace, "-o", "bogus").returncode == 2
+    every = cli(world, "diff", "--config", path, world.namespace)  # nothing applied yet
+    assert every.returncode == 1, every.stderr
+    assert f"# {world.namespace} on sim-1" in every.stdout
+    assert f"# {world.namespace} on sim-2" in every.stdout
+    named = cli(world, "diff", "--config", path, world.namespace, "-o", "name")
+    assert named.stdout.split() == [f"{world.namespace}/sim-1", f"{world.namespace}/sim-2"]
     env_config = cli(world, "validate", env={"RECONCILER_CONFIG": path})
     assert env_config.returncode == 0, env_config.stderr
 
@@ -506,7 +513,7 @@ def test_redis_that_stops_answering_mid_command_is_an_error_not_a_traceback(worl
     environment.update(RECONCILER_CACHE_DIR=str(world.tmp / "cli-cache"), REDIS_URL=server.url,
                        RECONCILER_REDIS_PREFIX="lost:")  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", "sync", world.namespace, "--config", path,
+        [sys.executable, "-m", "cli", "sync", world.namespace, "--config", path,
          "--wait", "--timeout", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
     )  # fmt: skip

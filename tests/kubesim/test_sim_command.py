@@ -25,7 +25,7 @@ def wait_for(path: Path, proc: subprocess.Popen[str], deadline: float) -> None:
 def test_sim_serves_clusters_writes_kubeconfig_and_stops(tmp_path: Path, sig: int) -> None:
     kubeconfig = tmp_path / "kc"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler.cli", "sim", "--clusters", "2",
+        [sys.executable, "-m", "cli", "sim", "--clusters", "2",
          "--kubeconfig", str(kubeconfig), "--name-prefix", "edge-"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -51,7 +51,7 @@ def test_sim_serves_clusters_writes_kubeconfig_and_stops(tmp_path: Path, sig: in
 
 def test_sim_refuses_zero_clusters() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "sim", "--clusters", "0"],
+        [sys.executable, "-m", "cli", "sim", "--clusters", "0"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert proc.returncode == 2

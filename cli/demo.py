@@ -1264,14 +1264,14 @@ def instructions(root: Path) -> str:
         f"demo repository: {root / APPS_DIR} (branch {BRANCH})\n"
         f"fleet file:      {root / FLEET_FILE}\n"
         "make a change in Git and watch every cluster follow:\n"
-        f"  {sys.executable} -m reconciler.demo change {root}\n"
+        f"  {sys.executable} -m cli.demo change {root}\n"
         f"or edit {root / APPS_DIR} yourself and commit on {BRANCH}."
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m reconciler.demo change ROOT [-m MESSAGE]``: commit a visible change."""
-    parser = argparse.ArgumentParser(prog="reconciler.demo", description=__doc__)
+    """``python -m cli.demo change ROOT [-m MESSAGE]``: commit a visible change."""
+    parser = argparse.ArgumentParser(prog="cli.demo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     change = sub.add_parser("change", help="commit a visible change to the demo repository")
     change.add_argument("root", type=Path, help="the demo directory (holds apps/ and fleet.yaml)")

@@ -1,16 +1,15 @@
-"""The distributed runtime's subcommands: worker, beat, flower, webhook, sync, status...
+"""The admin commands of a running installation: sync, wait, get, status, history...
 
-Kept apart from ``cli.py`` (the one-shot commands) because these import Celery and talk
-to Redis; the parser in ``cli.py`` registers them.  Every command checks what it needs
-first (a fleet file that validates, a Redis that answers) and says plainly what is
-missing, with exit code 2 for bad input and 1 for an unreachable service.
+They talk to the installation's Redis (found as ``cli.installation`` says) and, for
+health, to the clusters themselves; none needs a worker on this host.  Every command
+checks what it needs first (a fleet file that validates, a Redis that answers) and says
+plainly what is missing: exit 2 for bad input, 1 for a failed or unfinished sync or an
+unreachable service.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import functools
 import os
 import sys
 import time
@@ -20,28 +19,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import (
+from cli.installation import current, installation, redis_client, require_redis
+from cli.local import Params, load, targets_of
+from cli.output import (
     OUTCOME_COLUMNS,
     Column,
+    age_cell,
     boolean_cell,
     change_summary,
     duration_cell,
     error_cell,
     hook_summary,
-    load,
     print_hook_lines,
     print_listing,
     revision_cell,
     summary_of,
     target_name,
-    targets_of,
 )
 from reconciler.errors import ConfigError, ReconcilerError, TransientError
-from reconciler.store.provision import redis_answers
 
 if TYPE_CHECKING:
-    import redis
-
     from reconciler.engine import Engine
     from reconciler.fleet import Fleet, Target
     from reconciler.kube.client import KubeClient
@@ -49,80 +46,13 @@ if TYPE_CHECKING:
     from workers.dispatch import Queued
 
 
-def _redis_url() -> str:
-    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def installation() -> str:
-    """Which installation a command reads: its Redis (without a password) and key prefix.
-
-    One Redis can serve several installations (DESIGN.md: every key is prefixed), so an
-    empty listing or a sync nobody took usually means the wrong ``REDIS_URL`` or
-    ``RECONCILER_REDIS_PREFIX``; naming both is what lets the reader see that.
-    """
-    from reconciler.source import redact_url  # noqa: PLC0415
-    from reconciler.store.keys import default_prefix  # noqa: PLC0415
-
-    return f"Redis {redact_url(_redis_url())}, prefix {default_prefix()!r}"
-
-
-def require_redis() -> str:
-    """The broker URL, after checking it answers (TransientError otherwise)."""
-    from reconciler.source import redact_url  # noqa: PLC0415
-
-    url = _redis_url()
-    if not redis_answers(url):
-        raise TransientError(
-            f"Redis at {redact_url(url)} does not answer (set REDIS_URL, or use 'reconciler up')"
-        )
-    return url
-
-
-def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``command`` with Redis that stops answering mid-command reported as an error, exit 1.
-
-    ``require_redis`` checks before a command starts, but Redis (the broker, the result
-    backend, the status index) can go away between two reads; redis-py and kombu then
-    raise their own exceptions, and Celery's result backend, once its reconnects are
-    spent, a ``RuntimeError`` with the connection error as its cause.  Any of them would
-    reach the user as a traceback.
-    """
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except ReconcilerError:
-            raise
-        except Exception as exc:
-            lost = _lost_redis(exc)
-            if lost is None:
-                raise
-            raise TransientError(f"Redis stopped answering ({installation()}): {lost}") from exc
-
-    return run
-
-
-def _lost_redis(exc: BaseException) -> BaseException | None:
-    """The connection error of Redis behind ``exc`` (itself or a cause), if there is one."""
-    import redis as redis_lib  # noqa: PLC0415
-    from kombu.exceptions import OperationalError  # noqa: PLC0415
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, redis_lib.ConnectionError | redis_lib.TimeoutError | OperationalError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def known_fleet(args: argparse.Namespace) -> Fleet | None:
-    """The fleet file when one is named (``--config``, ``RECONCILER_CONFIG``), else None.
+def known_fleet(args: Params) -> Fleet | None:
+    """The fleet file when one is known (``--config``, the environment, the context).
 
     Listings work from Redis alone, but when the fleet is known it is the authority on
     which applications and clusters exist, so a typo gets a "did you mean" from it.
     """
-    if getattr(args, "config", None) or os.environ.get("RECONCILER_CONFIG"):
+    if getattr(args, "config", None) or current().config:
         return load(args)
     return None
 
@@ -147,82 +77,11 @@ def recorded_clusters(records: Records, app: str) -> list[str]:
     return clusters
 
 
-def require_fleet(args: argparse.Namespace) -> Fleet:
+def require_fleet(args: Params) -> Fleet:
     """The fleet file, validated; exported as RECONCILER_CONFIG for workers and beat."""
     fleet = load(args)
     os.environ["RECONCILER_CONFIG"] = os.path.abspath(fleet.path)
     return fleet
-
-
-def redis_client() -> redis.Redis:
-    """A client of the checked broker Redis."""
-    import redis as redis_lib  # noqa: PLC0415
-
-    return redis_lib.Redis.from_url(require_redis(), socket_timeout=30)
-
-
-# -- components ----------------------------------------------------------------------------
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    """Run a Celery worker (prefork) consuming forced work first, then scheduled work."""
-    require_fleet(args)
-    require_redis()
-    from workers.app import app, queues_for  # noqa: PLC0415
-
-    routes = args.route or [r for r in os.environ.get("RECONCILER_ROUTES", "").split(",") if r]
-    queues = queues_for(routes)
-    if args.forced_only:
-        queues = [q for q in queues if "forced" in q]
-    concurrency = args.concurrency or int(os.environ.get("RECONCILER_WORKER_CONCURRENCY", "0"))
-    argv = ["worker", "--loglevel", args.loglevel, "-Q", ",".join(queues), "-E",
-            "--without-gossip", "--without-mingle"]  # fmt: skip
-    if concurrency:
-        argv.append(f"--concurrency={concurrency}")
-    if args.hostname:
-        argv.append(f"--hostname={args.hostname}")
-    app.worker_main(argv)
-    return 0
-
-
-def cmd_beat(args: argparse.Namespace) -> int:
-    """Run beat: RedBeat schedules kept in step with the fleet file."""
-    require_fleet(args)
-    require_redis()
-    from workers.app import app  # noqa: PLC0415
-
-    app.start(["beat", "--scheduler", "beat.scheduler:FleetScheduler", "--loglevel", args.loglevel])
-    return 0
-
-
-def cmd_flower(args: argparse.Namespace) -> int:
-    """Run Flower behind basic auth (FLOWER_BASIC_AUTH), unless told --insecure."""
-    auth = os.environ.get("FLOWER_BASIC_AUTH", "")
-    if not auth and not args.insecure:
-        raise ConfigError(
-            "Flower shows every reconcile task: set FLOWER_BASIC_AUTH=user:password "
-            "(or pass --insecure on a machine nobody else can reach)"
-        )
-    if auth and (":" not in auth or auth.endswith(":change-me")):
-        raise ConfigError("FLOWER_BASIC_AUTH must be user:password, and not the example value")
-    require_redis()
-    from workers.app import app  # noqa: PLC0415
-
-    # Flower reads FLOWER_BASIC_AUTH from the environment itself: the password never
-    # appears on a command line (visible to every user in ps).
-    app.start(["flower", f"--port={args.port}", f"--address={args.address}",
-               "--persistent=False", "--purge_offline_workers=60"])  # fmt: skip
-    return 0
-
-
-def cmd_webhook(args: argparse.Namespace) -> int:
-    """Run the Git webhook endpoint and the Prometheus metrics."""
-    require_fleet(args)
-    require_redis()
-    from workers.webhook_server import run  # noqa: PLC0415
-
-    run(host=args.host, port=args.port)
-    return 0
 
 
 # -- admin ---------------------------------------------------------------------------------
@@ -240,8 +99,14 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    """Queue a forced sync of an application (fresh fetch); with --wait, report outcomes.
+def cmd_sync(args: Params) -> int:
+    """Force a sync of an application now (a fresh fetch) and report each target's outcome.
+
+    As ``argocd app sync`` does, the command waits for the outcomes unless ``--async``,
+    which returns once the workers have queued each target's run.  ``--revision`` syncs a
+    branch, tag or commit other than the one the fleet tracks (the next automatic run
+    goes back to the fleet's: suspend the application to keep it); ``--prune`` prunes
+    this once even when ``sync.prune`` is off; ``--dry-run`` reports what would change.
 
     ``--timeout`` bounds the whole command: the fan-out, every target's run and, with
     ``--health``, the wait for health after it (``_await_health``), as ``argocd app sync
@@ -259,8 +124,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     application = fleet.application(args.app)
     clusters = [c.name for c in targets_of(fleet, application, args.cluster)]
     require_redis()
+    if args.wait_async and (args.wait or args.health):
+        raise ConfigError("--async returns at once: it does not go with --wait or --health")
     result = enqueue_app(application.name, trigger=Trigger.MANUAL,
-                         clusters=clusters if args.cluster else None, fresh=True)  # fmt: skip
+                         clusters=clusters if args.cluster else None, fresh=True,
+                         revision=args.revision, prune=True if args.prune else None,
+                         dry_run=args.dry_run)  # fmt: skip
     fan_out = min(_left(deadline), 60.0)
     try:
         revision, targets = fan_out_result(result, timeout=fan_out)
@@ -276,7 +145,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         # Best effort: when Redis is what failed, there is nothing left to unsubscribe from.
         with contextlib.suppress(RedisError, OSError):
             result.backend.remove_pending_result(result)
-    if not (args.wait or args.health):
+    if args.wait_async:
         rows = [{"application": application.name, "cluster": t.cluster, "task_id": t.task_id,
                  "queued": t.queued} for t in targets]  # fmt: skip
         data = {"application": application.name, "revision": revision,
@@ -427,7 +296,7 @@ def _await_health(
     health falls back to the status index, which the next scheduled run refreshes, and a
     note says so.  A cluster that only failed to answer is read again at the next poll.
     """
-    from reconciler.cli import engine  # noqa: PLC0415
+    from cli.local import engine  # noqa: PLC0415
 
     found: dict[str, LiveHealth] = {}
     for cluster, outcome in outcomes.items():
@@ -532,20 +401,6 @@ def _last_attempts(
             outcomes[cluster] = {**latest[0], "note": "still retrying: last attempt shown"}
 
 
-def _age(finished: str) -> str:
-    try:
-        then = datetime.fromisoformat(finished)
-    except (TypeError, ValueError):
-        return "-"
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * 2:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 #: ``status``: one row per target, from its status-index entry (the last run's summary).
 _STATUS_COLUMNS = (
     Column("APPLICATION", lambda r: r.get("application")),
@@ -556,7 +411,7 @@ _STATUS_COLUMNS = (
     Column("REASON", lambda r: r.get("reason") or ""),
     Column("DRIFT", lambda r: r.get("drift_count", 0)),
     Column("HOOKS", lambda r: hook_summary(r.get("hooks") or {})),
-    Column("AGE", lambda r: _age(str(r.get("finished", "")))),
+    Column("AGE", lambda r: age_cell(str(r.get("finished", "")))),
     Column("CHANGES", lambda r: change_summary(r.get("actions") or {}), wide=True),
     Column("TRIGGER", lambda r: r.get("trigger"), wide=True),
     Column("STARTED", lambda r: r.get("started"), wide=True),
@@ -566,7 +421,7 @@ _STATUS_COLUMNS = (
 )
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: Params) -> int:
     """The fleet at a glance: one row per target, from the status index.
 
     An application the fleet file (or, without one, the status index) does not know is
@@ -575,9 +430,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     """
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
+    from reconciler.store.suspension import Suspensions  # noqa: PLC0415
 
+    client = redis_client()  # first: a stopped installation says so before anything else
     fleet = known_fleet(args)
-    client = redis_client()
     keys = Keys()
     records = Records(client, keys)
     if args.app and fleet is not None:
@@ -585,8 +441,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif args.app:
         recorded_clusters(records, args.app)
     rows = records.status(args.app)
-    suspended = {m.decode() if isinstance(m, bytes) else str(m)
-                 for m in client.smembers(keys.suspended())}  # fmt: skip
+    suspended = Suspensions(client, keys).all()
     for row in rows:
         row["suspended"] = row.get("application") in suspended
     what = f"No targets of {args.app} recorded" if args.app else "No targets recorded"
@@ -618,7 +473,7 @@ _APP_HISTORY_COLUMNS = (_HISTORY_COLUMNS[0], Column("CLUSTER", lambda r: r.get("
                         *_HISTORY_COLUMNS[1:])  # fmt: skip
 
 
-def history_clusters(args: argparse.Namespace, records: Records) -> tuple[list[str], str]:
+def history_clusters(args: Params, records: Records) -> tuple[list[str], str]:
     """The clusters whose histories ``history`` reads (``--cluster``, else every target),
     and a note for an empty answer.
 
@@ -661,7 +516,7 @@ def _near_miss(name: str, names: Sequence[str]) -> bool:
     return bool(difflib.get_close_matches(name[:100], list(names), n=1, cutoff=0.6))
 
 
-def cmd_history(args: argparse.Namespace) -> int:
+def cmd_history(args: Params) -> int:
     """The last outcomes of a target, or of every target of an application, newest first.
 
     Across targets the ``-n`` newest runs are shown whichever cluster they ran on, so a
@@ -689,189 +544,175 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_suspend(args: argparse.Namespace, *, suspend: bool) -> int:
+def cmd_suspend(args: Params, *, suspend: bool) -> int:
     """Stop (or restart) an application's scheduled runs; forced syncs still run."""
     from reconciler.store.keys import Keys  # noqa: PLC0415
+    from reconciler.store.suspension import Suspensions  # noqa: PLC0415
 
     fleet = require_fleet(args)
     application = fleet.application(args.app)
     client = redis_client()
     if suspend:
-        client.sadd(Keys().suspended(), application.name)
+        Suspensions(client, Keys()).suspend(application.name)
         print(
             f"{application.name}: suspended (scheduled runs skipped; 'reconciler sync' still works)"
         )
     else:
-        client.srem(Keys().suspended(), application.name)
+        Suspensions(client, Keys()).resume(application.name)
         print(f"{application.name}: resumed")
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    """The whole stack in one command (see ``reconciler.supervisor``)."""
-    from pathlib import Path  # noqa: PLC0415
+# -- get and wait --------------------------------------------------------------------------
 
-    from reconciler.supervisor import UpOptions, up  # noqa: PLC0415
-
-    workdir = Path(args.dir or (".demo" if args.demo else ".reconciler-up")).resolve()
-    return up(UpOptions(
-        config=args.config, demo=args.demo, workers=args.workers, concurrency=args.concurrency,
-        flower_port=args.flower_port, webhook_port=args.webhook_port, workdir=workdir,
-        until_synced=args.until_synced, no_flower=args.no_flower,
-    ))  # fmt: skip
-
-
-def _seconds(text: str) -> float:
-    """A positive number of seconds (argparse: a usage error, exit 2, otherwise)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return value
+#: ``get``: each target of one application, from its status-index entry.
+_GET_COLUMNS = (
+    Column("CLUSTER", lambda r: r.get("cluster")),
+    Column("REVISION", revision_cell),
+    Column("SYNC", lambda r: r.get("sync") or "Unknown"),
+    Column("HEALTH", lambda r: r.get("health") or "-"),
+    Column("REASON", lambda r: r.get("reason") or ""),
+    Column("DRIFT", lambda r: r.get("drift_count", 0)),
+    Column("HOOKS", lambda r: hook_summary(r.get("hooks") or {})),
+    Column("AGE", lambda r: age_cell(str(r.get("finished", "")))),
+    Column("TRIGGER", lambda r: r.get("trigger") or "", wide=True),
+    Column("CHANGES", lambda r: change_summary(r.get("actions") or {}), wide=True),
+    Column("DURATION", duration_cell, wide=True),
+    Column("ERROR", error_cell),
+)
 
 
-def _count(text: str) -> int:
-    """A positive whole number (argparse: a usage error, exit 2, otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
+def _never_run(app: str, cluster: str) -> dict[str, Any]:
+    """The row of a target the fleet has but no run has recorded yet."""
+    return {"application": app, "cluster": cluster, "sync": "Unknown", "health": "Unknown",
+            "reason": "", "error": "", "note": "no run recorded yet"}  # fmt: skip
 
 
-def add_parsers(sub: Any) -> None:
-    """Register the runtime subcommands on the main parser's subparsers."""
-    from reconciler.cli import add_config_argument as config  # noqa: PLC0415
-    from reconciler.cli import add_listing_output as listing  # noqa: PLC0415
+def _targets_of_app(args: Params, records: Records) -> tuple[Fleet | None, list[dict[str, Any]]]:
+    """The fleet (when known) and one row per target of ``args.app``: fleet targets first.
 
-    worker = sub.add_parser("worker", help="run a Celery worker that reconciles targets")
-    config(worker)
-    worker.add_argument(
-        "--concurrency",
-        type=int,
-        default=0,
-        help="processes (default: $RECONCILER_WORKER_CONCURRENCY or CPUs)",
-    )
-    worker.add_argument(
-        "--route",
-        action="append",
-        metavar="VALUE",
-        help="also serve targets whose routing label has this value "
-        "(repeatable; default $RECONCILER_ROUTES)",
-    )
-    worker.add_argument(
-        "--forced-only",
-        action="store_true",
-        help="serve only forced work (admin syncs and webhooks)",
-    )
-    worker.add_argument("--hostname", help="Celery node name (default: celery@HOST)")
-    worker.add_argument("--loglevel", default="INFO")
-    worker.set_defaults(handler=cmd_worker)  # fmt: skip
+    A target the fleet has and no run has recorded is shown as Unknown rather than left
+    out: a target that never ran is the first thing to look at.
+    """
+    fleet = known_fleet(args)
+    wanted: list[str] = []
+    if fleet is not None:
+        application = fleet.application(args.app)
+        chosen = [args.cluster] if getattr(args, "cluster", None) else None
+        wanted = [c.name for c in targets_of(fleet, application, chosen)]
+    else:
+        wanted = recorded_clusters(records, args.app)
+        if getattr(args, "cluster", None):
+            wanted = [c for c in wanted if c == args.cluster]
+    entries = {str(e.get("cluster")): e for e in records.status(args.app)}
+    return fleet, [entries.get(c) or _never_run(args.app, c) for c in wanted]
 
-    beat = sub.add_parser("beat", help="run the scheduler (one entry per application)")
-    config(beat)
-    beat.add_argument("--loglevel", default="INFO")
-    beat.set_defaults(handler=cmd_beat)
 
-    flower = sub.add_parser("flower", help="run Flower to inspect reconcile tasks")
-    flower.add_argument("--port", type=int, default=5555)
-    flower.add_argument("--address", default="127.0.0.1")
-    flower.add_argument(
-        "--insecure",
-        action="store_true",
-        help="run without FLOWER_BASIC_AUTH (only where nobody else can reach)",
-    )
-    flower.set_defaults(handler=cmd_flower)  # fmt: skip
+def _application_summary(fleet: Fleet | None, app: str, suspended: bool) -> dict[str, Any]:
+    """What ``get`` says of the application itself, from the fleet file when known."""
+    from reconciler.fleet import redact_url  # noqa: PLC0415
 
-    webhook = sub.add_parser("webhook", help="serve POST /hooks/git and /metrics")
-    config(webhook)
-    webhook.add_argument("--port", type=int, default=8088)
-    webhook.add_argument("--host", default=os.environ.get("RECONCILER_WEBHOOK_HOST", "127.0.0.1"))
-    webhook.set_defaults(handler=cmd_webhook)
+    summary: dict[str, Any] = {"name": app, "suspended": suspended}
+    if fleet is None:
+        return summary
+    application = fleet.application(app)
+    source, sync = application.source, application.sync
+    summary.update(
+        repo=redact_url(str(source.repo)), revision=source.revision, path=source.path,
+        kind=("helm" if source.helm else "jsonnet" if source.jsonnet else
+              "directory" if source.directory else "detected"),
+        sync={"automated": sync.automated, "prune": sync.prune, "selfHeal": sync.self_heal,
+              "interval": sync.interval_seconds, "suspended": sync.suspended},
+        fleet=fleet.path,
+    )  # fmt: skip
+    return summary
 
-    sync = sub.add_parser(
-        "sync",
-        help="force a sync of an application now (admin)",
-        description="Queue a forced sync of APP (a fresh Git fetch) on the forced queue. "
-        "--wait prints each target's outcome; --health also waits until every target is "
-        "Healthy, reading health live from the clusters through the fleet's kubeconfig "
-        "contexts. Exit 0 when all are Synced (and Healthy), 1 when any failed, is "
-        "Degraded or did not get there within --timeout, 2 for bad input.",
-    )
-    config(sync)
-    sync.add_argument("app", metavar="APP")
-    sync.add_argument("--cluster", action="append", metavar="NAME",
-                      help="only this cluster (repeatable)")  # fmt: skip
-    sync.add_argument("--wait", action="store_true", help="wait and print each target's outcome")
-    sync.add_argument("--health", action="store_true",
-                      help="wait until every target is Healthy too (implies --wait)")  # fmt: skip
-    sync.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
-                      help="bound on the whole command, runs and health (default 300)")  # fmt: skip
-    listing(sync)
-    sync.set_defaults(handler=guarded(cmd_sync))
 
-    status = sub.add_parser(
-        "status",
-        help="the fleet at a glance, one row per target",
-        description="One row per target, from the status index. With a fleet file "
-        "(--config or $RECONCILER_CONFIG) an unknown APP is an error that names the "
-        "closest one (exit 2).",
-    )
-    config(status)
-    status.add_argument("app", metavar="APP", nargs="?")
-    listing(status)
-    status.set_defaults(handler=guarded(cmd_status))
+def cmd_get(args: Params) -> int:
+    """One application and every target of it, as ``argocd app get`` shows one.
 
-    history = sub.add_parser(
-        "history",
-        help="the last outcomes of an application's targets",
-        description="The last outcomes of APP, newest first: on one cluster with --cluster, "
-        "else on every cluster it targets (with a CLUSTER column). Why each run stopped "
-        "(REASON) and its hooks; -o wide lists every hook of every run.",
-    )
-    config(history)
-    history.add_argument("app", metavar="APP")
-    history.add_argument("--cluster", metavar="NAME", help="only this cluster")
-    history.add_argument("-n", type=_count, default=20, help="how many (default 20)")
-    listing(history)
-    history.set_defaults(handler=guarded(cmd_history))
+    The application (its source, sync policy, whether it is suspended), then a row per
+    target: revision, sync, health, drift, the REASON a run stopped, hooks and the last
+    error.  ``-o json|yaml`` give ``{"application": ..., "targets": [...]}`` with each
+    target's whole status entry.  Exit 1 when a target is not Synced and Healthy.
+    """
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+    from reconciler.store.records import Records  # noqa: PLC0415
+    from reconciler.store.suspension import Suspensions  # noqa: PLC0415
 
-    up = sub.add_parser(
-        "up",
-        help="run Redis, workers, beat, the webhook server and Flower in one command",
-        description="Run the whole platform as child processes: Redis (REDIS_URL if it "
-        "answers, else an embedded one), workers, beat, the webhook server and Flower, "
-        "with a live status table. --demo also starts simulated clusters and a local Git "
-        "repository of sample applications. Ctrl-C stops everything.",
-    )
-    config(up)
-    up.add_argument(
-        "--demo",
-        action="store_true",
-        help="simulated clusters and sample applications from a local repository",
-    )
-    up.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    up.add_argument(
-        "--concurrency", type=int, default=4, help="reconciles in parallel per worker (default 4)"
-    )
-    up.add_argument("--flower-port", type=int, default=5555)
-    up.add_argument("--webhook-port", type=int, default=8088)
-    up.add_argument("--no-flower", action="store_true", help="do not start Flower")
-    up.add_argument("--dir", help="working directory (default ./.demo with --demo)")
-    up.add_argument(
-        "--until-synced",
-        type=float,
-        metavar="SECONDS",
-        help="exit 0 once every target is Synced (1 if not within SECONDS)",
-    )
-    up.set_defaults(handler=cmd_up)  # fmt: skip
+    client = redis_client()
+    records = Records(client, Keys())
+    fleet, rows = _targets_of_app(args, records)
+    suspended = Suspensions(client, Keys()).is_suspended(args.app)
+    summary = _application_summary(fleet, args.app, suspended)
+    if args.output in {"json", "yaml"}:
+        print_listing(args.output, rows, _GET_COLUMNS, name=target_name,
+                      data={"application": summary, "targets": rows})  # fmt: skip
+    elif args.output == "name":
+        print_listing("name", rows, _GET_COLUMNS, name=target_name)
+    else:
+        _print_application(summary)
+        print()
+        print_listing(args.output, rows, _GET_COLUMNS, name=target_name,
+                      empty=f"No targets of {args.app} in {installation()}.")  # fmt: skip
+    good = all(r.get("sync") == "Synced" and r.get("health") in _GOOD_HEALTH for r in rows)
+    return 0 if rows and good else 1
 
-    for name, flag in (("suspend", True), ("resume", False)):
-        parser = sub.add_parser(name, help=f"{name} an application's scheduled runs")
-        config(parser)
-        parser.add_argument("app", metavar="APP")
-        parser.set_defaults(handler=guarded(functools.partial(cmd_suspend, suspend=flag)))
+
+def _print_application(summary: Mapping[str, Any]) -> None:
+    from cli.output import print_aligned  # noqa: PLC0415
+
+    lines = [["Name:", summary["name"]]]
+    if "repo" in summary:
+        sync = summary["sync"]
+        policy = ", ".join(name for name in ("automated", "prune", "selfHeal") if sync[name])
+        lines += [
+            ["Source:", f"{summary['repo']} @ {summary['revision']}"],
+            ["Path:", f"{summary['path']} ({summary['kind']})"],
+            ["Sync policy:", f"{policy or 'manual'}, every {sync['interval']:g}s"],
+        ]
+    lines.append(["Suspended:", "yes" if summary["suspended"] else "no"])
+    print_aligned(lines)
+
+
+def cmd_wait(args: Params) -> int:
+    """Wait until every target of an application is Synced (and Healthy with --health).
+
+    As ``argocd app wait``: it watches and does not act.  The status index says when each
+    target's latest run is Synced; health is then read live from the clusters, as ``sync
+    --health`` reads it.  A target whose latest run Failed with an error that waiting
+    cannot mend (an invalid manifest, a rejected apply) ends the wait at once, exit 1,
+    naming it; so does one that is Degraded.  Exit 1 too when the timeout passes first.
+    """
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+    from reconciler.store.records import Records  # noqa: PLC0415
+
+    deadline = time.monotonic() + args.timeout
+    records = Records(redis_client(), Keys())
+    fleet, rows = _targets_of_app(args, records)
+    pause = 0.2
+    while True:
+        pending = [r for r in rows if r.get("sync") != "Synced" and not _hopeless(r)]
+        if not pending or not _left(deadline):
+            break
+        time.sleep(min(pause, _left(deadline)))
+        pause = min(pause * 1.5, 2.0)
+        fleet, rows = _targets_of_app(args, records)
+    outcomes = {str(r["cluster"]): dict(r) for r in rows}
+    if args.health and fleet is not None:
+        found = _await_health(fleet, args.app, outcomes, deadline=deadline)
+        for cluster, outcome in outcomes.items():
+            seen = found.get(cluster)
+            outcome["live_health"] = seen.to_dict() if seen is not None else None
+    shown = list(outcomes.values())
+    print_listing(args.output, [summary_of(r) for r in shown], OUTCOME_COLUMNS, name=target_name,
+                  data=shown, empty=f"No targets of {args.app} in {installation()}.")  # fmt: skip
+    problems = _sync_problems(shown, health=args.health, timeout=args.timeout)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems or not shown else 0
+
+
+def _hopeless(row: Mapping[str, Any]) -> bool:
+    """Whether a target's latest run failed in a way more waiting will not change."""
+    return row.get("sync") == "Failed" and row.get("retryable") is False

@@ -30,11 +30,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
+from cli.installation import context_path, remove_context, write_context
 from reconciler.errors import ConfigError, TransientError
 from reconciler.fleet import Fleet, load_fleet
 from reconciler.lifetime import DEATH_SIGNAL, STOP_SIGNALS, tie_to_parent
+from reconciler.settings import DEFAULT_PREFIX
+from reconciler.settings import load as load_settings
 from reconciler.store.provision import free_port, provide_redis
 from reconciler.store.records import Records
 
@@ -140,7 +143,7 @@ class Child:
 
 def command(*args: str) -> list[str]:
     """A ``reconciler`` subcommand run with this interpreter."""
-    return [sys.executable, "-m", "reconciler.cli", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 @contextmanager
@@ -194,12 +197,13 @@ def up(options: UpOptions) -> int:
     children: list[Child] = []
     try:
         with ExitStack() as stack:
+            asked = load_settings()
             redis_url = stack.enter_context(provide_redis())
-            embedded = redis_url != os.environ.get("REDIS_URL")
+            embedded = redis_url != asked.redis_url
             env = dict(os.environ)
             env["REDIS_URL"] = redis_url
             if options.demo:
-                from reconciler.demo import DEMO_CLUSTERS, create_demo  # noqa: PLC0415
+                from cli.demo import DEMO_CLUSTERS, create_demo  # noqa: PLC0415
 
                 kubeconfig = stack.enter_context(
                     simulated_clusters(options.workdir, [c.name for c in DEMO_CLUSTERS])
@@ -209,7 +213,7 @@ def up(options: UpOptions) -> int:
                 env["KUBECONFIG"] = kubeconfig
                 env.setdefault("RECONCILER_CACHE_DIR", str(options.workdir / "cache"))
             else:
-                fleet_path = options.config or os.environ.get("RECONCILER_CONFIG", "")
+                fleet_path = options.config or asked.config or ""
                 if not fleet_path:
                     raise ConfigError("pass --config FILE (or set RECONCILER_CONFIG), or --demo")
             fleet = load_fleet(fleet_path)
@@ -218,8 +222,11 @@ def up(options: UpOptions) -> int:
             children = _children(options)
             for child in children:
                 child.start(env)
+            context = _write_context(options, env, redis_url)
+            stack.callback(remove_context, context, pid=os.getpid())
             _banner(options, fleet, redis_url, embedded=embedded,
-                    flower_auth_file=flower_auth_file, children=children)  # fmt: skip
+                    flower_auth_file=flower_auth_file, children=children,
+                    context=context)  # fmt: skip
             _first_pass(fleet, env)
             return _watch(options, fleet, env, children)
     except Stop:
@@ -236,6 +243,21 @@ def up(options: UpOptions) -> int:
             signal.signal(sig, handler)
 
 
+def _write_context(options: UpOptions, env: dict[str, str], redis_url: str) -> Path:
+    """Tell the command line where this installation is (see ``cli.installation``)."""
+    path = context_path()
+    host = "127.0.0.1"
+    write_context(
+        path, redis=redis_url, prefix=env.get("RECONCILER_REDIS_PREFIX") or DEFAULT_PREFIX,
+        config=env["RECONCILER_CONFIG"], workdir=options.workdir,
+        webhook=f"http://{host}:{options.webhook_port}/hooks/git",
+        metrics=f"http://{host}:{options.webhook_port}/metrics",
+        flower=None if options.no_flower else f"http://{host}:{options.flower_port}",
+        pid=os.getpid(),
+    )  # fmt: skip
+    return path
+
+
 def _first_pass(fleet: Fleet, env: dict[str, str]) -> None:
     """Queue one run of every application now, so a fresh stack does not wait for the
     schedule's spread-out first runs (up to one interval) before showing anything."""
@@ -243,7 +265,7 @@ def _first_pass(fleet: Fleet, env: dict[str, str]) -> None:
     from workers.app import app, reconfigure  # noqa: PLC0415
 
     reconfigure(app, url=env["REDIS_URL"], prefix=env.get("RECONCILER_REDIS_PREFIX") or
-                "reconciler:")  # fmt: skip
+                DEFAULT_PREFIX)  # fmt: skip
     from workers.dispatch import enqueue_app  # noqa: PLC0415
 
     for application in fleet.applications:
@@ -283,7 +305,7 @@ def _children(options: UpOptions) -> list[Child]:
 
 def _banner(
     options: UpOptions, fleet: Fleet, redis_url: str, *, embedded: bool,
-    flower_auth_file: Path | None, children: list[Child],
+    flower_auth_file: Path | None, children: list[Child], context: Path,
 ) -> None:  # fmt: skip
     from reconciler.source import redact_url  # noqa: PLC0415
 
@@ -296,9 +318,11 @@ def _banner(
         where = f" (login in {flower_auth_file})" if flower_auth_file else ""
         print(f"  flower   http://127.0.0.1:{options.flower_port}{where}")
     print(f"  logs     {options.workdir / 'logs'}  ({', '.join(c.name for c in children)})")
+    print(f"  context  {context}: 'reconciler status' in another terminal reads this "
+          "installation")  # fmt: skip
     if options.demo:
-        print(f"  demo     apps repository {options.workdir / 'apps'}; push a change with "
-              f"'reconciler sync guestbook --config {fleet.path} --wait'")  # fmt: skip
+        print(f"  demo     apps repository {options.workdir / 'apps'}; sync one now with "
+              "'reconciler sync guestbook'")  # fmt: skip
     print("Ctrl-C stops everything.", flush=True)
 
 
@@ -312,7 +336,7 @@ def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list
     from reconciler.store.keys import Keys  # noqa: PLC0415
 
     client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
-    records = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or "reconciler:"))
+    records = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or DEFAULT_PREFIX))
     try:
         return _watch_loop(options, records, expected, children, deadline, env)
     finally:
@@ -325,24 +349,32 @@ def _watch_loop(
 ) -> int:  # fmt: skip
     shown = ""
     next_status = 0.0
-    while True:
-        now = time.monotonic()
-        due = tend(children, env, options.restart, now=now)
-        if now >= next_status:
-            next_status = now + 1.0
-            table, synced = _status(records, expected)
-            if table != shown:
-                print(table, flush=True)
-                shown = table
-            if deadline is not None:
-                if synced:
-                    print("every target is Synced", flush=True)
-                    return 0
-                if now > deadline:
-                    print("not every target is Synced in time", file=sys.stderr)
-                    return 1
-        wake = next_status if due is None else min(next_status, due)
-        time.sleep(max(0.0, wake - time.monotonic()))
+    live = _live_table()
+    try:
+        while True:
+            now = time.monotonic()
+            due = tend(children, env, options.restart, now=now)
+            if now >= next_status:
+                next_status = now + 1.0
+                table, synced = _status(records, expected)
+                if live is not None:
+                    live.update(_rich_table(table, children), refresh=True)
+                elif table != shown:
+                    print(table, flush=True)
+                    shown = table
+                if deadline is not None:
+                    if synced:
+                        print("every target is Synced", flush=True)
+                        return 0
+                    if now > deadline:
+                        print("not every target is Synced in time", file=sys.stderr)
+                        return 1
+            wake = next_status if due is None else min(next_status, due)
+            time.sleep(max(0.0, wake - time.monotonic()))
+
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def tend(
@@ -377,6 +409,43 @@ def tend(
         if child.restart_at is not None:
             due = child.restart_at if due is None else min(due, child.restart_at)
     return due
+
+
+def _live_table() -> Any:
+    """A rich Live display of the status table on a terminal; None when piped or logged.
+
+    On a terminal the table is redrawn in place, with each child's state under it; in a
+    log (``up`` under a supervisor, the demo in CI) a table is printed when it changes,
+    so the log reads as a history.
+    """
+    if not sys.stdout.isatty():
+        return None
+    from rich.live import Live  # noqa: PLC0415
+
+    live = Live(auto_refresh=False, transient=False)
+    live.start()
+    return live
+
+
+def _rich_table(text: str, children: Sequence[Child]) -> Any:
+    """The plain status table as a rich renderable, with the children's states below."""
+    from rich.console import Group  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    lines = text.splitlines()
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0))
+    header = lines[0].split() if lines else []
+    for name in header:
+        table.add_column(name)
+    colours = {"Synced": "green", "Healthy": "green", "OutOfSync": "yellow",
+               "Progressing": "cyan", "Failed": "bold red", "Degraded": "bold red"}  # fmt: skip
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) == len(header):
+            table.add_row(*(Text(c, style=colours.get(c, "")) for c in cells))
+    states = "  ".join(f"{c.name} {'up' if c.alive() else 'restarting'}" for c in children)
+    return Group(table, Text(states, style="dim"))
 
 
 def _status(records: Records, expected: set[tuple[str, str]]) -> tuple[str, bool]:

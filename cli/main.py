@@ -1,0 +1,414 @@
+"""The ``reconciler`` command: one entry point, one subcommand per job.
+
+Exit codes are a contract with scripts (DESIGN.md): 0 ok, 1 a reconcile failed or drift
+was found where asked, 2 bad input or usage (click's usage errors are 2 as well).  Errors
+are one line on stderr, ``error: ...``, never a traceback: our own errors say what and
+where, and a lost Redis is turned into one by ``cli.installation.guarded``.
+
+The options of each command are declared here, with click; the work is done by plain
+functions in ``cli.local`` (no Redis needed), ``cli.admin`` (a running installation) and
+``cli.components`` (the processes of one), which take the parsed options as one
+namespace.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from cli.installation import current, guarded, use_context
+from cli.local import EXIT_OK, EXIT_USAGE, Params
+from cli.output import LISTING_OUTPUTS
+from reconciler.errors import ConfigError, ReconcilerError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def package_version() -> str:
+    """The installed distribution's version: the one a bug report has to name.
+
+    Read from the package metadata rather than kept in a constant, so it cannot disagree
+    with what ``pip`` installed; a source tree that was never installed says so.
+    """
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("reconciler")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def run_with(handler: Callable[[Params], int], **params: Any) -> int:
+    """Call a handler with the command's options as one namespace."""
+    return handler(Params(**params))
+
+
+def handler(module: str, name: str, *, redis: bool = False) -> Callable[..., int]:
+    """A click callback running ``module.name`` (imported when the command runs).
+
+    Importing on use keeps ``reconciler --help`` and the one-shot commands from loading
+    Celery; ``redis`` wraps the handler so a Redis lost mid-command is an error, exit 1.
+    The installation is resolved (and exported) before a module of the runtime is
+    imported: the Celery app takes its broker from the environment when it is made.
+    ``up`` is the exception: it starts an installation rather than joining one.
+    """
+
+    def callback(**params: Any) -> int:
+        import importlib  # noqa: PLC0415
+
+        if module != "cli.local" and name != "cmd_up":
+            current()
+
+        function: Callable[[Params], int] = getattr(importlib.import_module(module), name)
+        if redis:
+            function = guarded(function)
+        return run_with(function, **params)
+
+    callback.__name__ = name
+    return callback
+
+
+# -- shared options ------------------------------------------------------------------------
+
+config_option = click.option(
+    "--config", metavar="FILE",
+    help="fleet file (default: $RECONCILER_CONFIG, else the installation context's)",
+)  # fmt: skip
+
+
+def listing_option(default: str = "table", extra: Sequence[str] = ()) -> Callable[..., Any]:
+    """``-o`` of a listing of targets: the five formats kubectl's listings take."""
+    return click.option(
+        "-o", "--output", type=click.Choice([*extra, *LISTING_OUTPUTS]), default=default,
+        show_default=True,
+        help="table, wide (more columns), json or yaml (whole records), name (app/cluster)",
+    )  # fmt: skip
+
+
+def positive_seconds(_: Any, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be more than 0 seconds, not {value:g}", param=param)
+    return value
+
+
+timeout_option = click.option(
+    "--timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
+    callback=positive_seconds, help="bound on the whole command",
+)  # fmt: skip
+cluster_option = click.option(
+    "--cluster", "cluster", multiple=True, metavar="NAME", help="only this cluster (repeatable)"
+)
+app_argument = click.argument("app", metavar="APP")
+
+
+# -- the group -----------------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_version(), "--version", prog_name="reconciler",
+                      message="%(prog)s %(version)s")  # fmt: skip
+@click.option("--context", "context", metavar="FILE", envvar=None,
+              help="installation context file (default: $RECONCILER_CONTEXT, else the one "
+              "'reconciler up' wrote in your configuration directory)")  # fmt: skip
+def reconciler(context: str | None) -> None:
+    """GitOps reconciliation for fleets of Kubernetes clusters."""
+    use_context(context)
+
+
+# -- one-shot commands ---------------------------------------------------------------------
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--clusters", type=int, default=3, show_default=True, help="number of clusters")
+@click.option("--port", type=int, default=0, help="port (default: a free one)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
+@click.option("--kubeconfig", help="write a kubeconfig with a context per cluster")
+@click.option("--name-prefix", default="sim-", show_default=True, help="cluster name prefix")
+@click.option("--controller-delay", type=float, default=0.5, show_default=True,
+              help="seconds before simulated controllers report status")  # fmt: skip
+def sim(**params: Any) -> int:
+    """Run simulated Kubernetes clusters (kubesim) in the foreground.
+
+    Serves N clusters over the real Kubernetes REST API and writes a kubeconfig with one
+    context per cluster. Stops on SIGINT or SIGTERM.
+    """
+    return handler("cli.local", "cmd_sim")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@listing_option()
+def validate(**params: Any) -> int:
+    """Validate the fleet file and render every application for every cluster.
+
+    Writes nothing to any cluster (reads discovery). Exit 2 when the fleet file or a
+    manifest is invalid, 1 when a source or cluster cannot be reached.
+    """
+    return handler("cli.local", "cmd_validate")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@cluster_option
+@click.option("--dry-run", is_flag=True, help="detect and report drift, write nothing")
+@listing_option()
+def reconcile(**params: Any) -> int:
+    """Reconcile APP now, in this process (no Redis or worker needed).
+
+    Runs on each cluster APP targets (or the --cluster ones). Exit 1 if any target failed.
+    """
+    return handler("cli.local", "cmd_reconcile")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@cluster_option
+@listing_option(default="diff", extra=("diff",))
+def diff(**params: Any) -> int:
+    """Show what a sync of APP would change on each of its clusters.
+
+    As kubectl diff: the unified diff of every drifted object (default), exit 0 when
+    nothing differs and 1 when something does. -o table|wide lists the targets.
+    """
+    return handler("cli.local", "cmd_diff")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json",
+              show_default=True)  # fmt: skip
+def schema(**params: Any) -> int:
+    """Print the fleet file's JSON Schema (draft 2020-12), for editors and CI linters.
+
+    It checks the shape; 'reconciler validate' also checks what needs the whole fleet
+    (duplicate names, templates on every cluster).
+    """
+    return handler("cli.local", "cmd_schema")(**params)
+
+
+# -- components ----------------------------------------------------------------------------
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@click.option(
+    "--concurrency",
+    type=int,
+    default=0,
+    help="processes (default: $RECONCILER_WORKER_CONCURRENCY, else one per CPU)",
+)
+@click.option(
+    "--route",
+    multiple=True,
+    metavar="VALUE",
+    help="also serve targets whose routing label has this value (repeatable; "
+    "default $RECONCILER_ROUTES)",
+)
+@click.option("--forced-only", is_flag=True, help="serve only forced work (admin syncs, webhooks)")
+@click.option("--hostname", help="Celery node name (default: celery@HOST)")
+@click.option("--loglevel", default="INFO", show_default=True)  # fmt: skip
+def worker(**params: Any) -> int:
+    """Run a Celery worker that reconciles targets (forced work first)."""
+    return handler("cli.components", "cmd_worker")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(**params: Any) -> int:
+    """Run the scheduler: one RedBeat entry per application, kept in step with the fleet."""
+    return handler("cli.components", "cmd_beat")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="run without FLOWER_BASIC_AUTH (only where nobody else can reach)",
+)
+def flower(**params: Any) -> int:  # fmt: skip
+    """Run Flower to inspect reconcile jobs (behind FLOWER_BASIC_AUTH)."""
+    return handler("cli.components", "cmd_flower")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@click.option("--port", type=int, default=8088, show_default=True)
+@click.option("--host", default=None, help="address (default: $RECONCILER_WEBHOOK_HOST)")
+def webhook(**params: Any) -> int:
+    """Serve POST /hooks/git (GitHub, GitLab, plain token) and /metrics."""
+    return handler("cli.components", "cmd_webhook")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="simulated clusters and sample applications from a local repository",
+)
+@click.option("--workers", type=int, default=1, show_default=True, help="worker processes")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=4,
+    show_default=True,
+    help="reconciles in parallel per worker",
+)
+@click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option("--webhook-port", type=int, default=8088, show_default=True)
+@click.option("--no-flower", is_flag=True, help="do not start Flower")
+@click.option("--dir", "dir", help="working directory (default ./.demo with --demo)")
+@click.option(
+    "--until-synced",
+    type=float,
+    metavar="SECONDS",
+    help="exit 0 once every target is Synced (1 if not within SECONDS)",
+)
+def up(**params: Any) -> int:  # fmt: skip
+    """Run Redis, workers, beat, the webhook server and Flower in one command.
+
+    Redis is REDIS_URL when it answers, else an embedded one; --demo also starts
+    simulated clusters and a local Git repository of sample applications. The
+    installation's connection is written to the context file, where the other commands
+    find it. Children that exit are restarted; Ctrl-C stops everything.
+    """
+    return handler("cli.components", "cmd_up")(**params)
+
+
+# -- admin commands ------------------------------------------------------------------------
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@cluster_option
+@click.option("--revision", metavar="REF", help="sync this branch, tag or commit instead")
+@click.option("--prune", is_flag=True, help="prune what left Git, even if sync.prune is off")
+@click.option("--dry-run", is_flag=True, help="report what would change; write nothing")
+@click.option("--async", "wait_async", is_flag=True, help="return once the runs are queued")
+@click.option("--wait", is_flag=True, help="wait for each target's outcome (the default)")
+@click.option("--health", is_flag=True, help="wait until every target is Healthy too")
+@timeout_option
+@listing_option()
+def sync(**params: Any) -> int:  # fmt: skip
+    """Force a sync of APP now (a fresh Git fetch) and report each target's outcome.
+
+    Exit 0 when all are Synced (and Healthy with --health), 1 when any failed, is
+    Degraded or did not get there within --timeout, 2 for bad input. Health is read live
+    from the clusters through the fleet's kubeconfig contexts.
+    """
+    return handler("cli.admin", "cmd_sync", redis=True)(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@click.option("--cluster", metavar="NAME", help="only this cluster")
+@click.option("--health", is_flag=True, help="wait until every target is Healthy too")
+@timeout_option
+@listing_option()
+def wait(**params: Any) -> int:
+    """Wait until every target of APP is Synced (and Healthy with --health).
+
+    It watches and does not act. Exit 1 when a target failed in a way waiting will not
+    mend, is Degraded, or the timeout passed first.
+    """
+    return handler("cli.admin", "cmd_wait", redis=True)(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@click.option("--cluster", metavar="NAME", help="only this cluster")
+@listing_option()
+def get(**params: Any) -> int:
+    """APP and every target of it: revision, sync, health, drift, hooks, last error.
+
+    Exit 1 when a target is not Synced and Healthy.
+    """
+    return handler("cli.admin", "cmd_get", redis=True)(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@click.argument("app", metavar="APP", required=False)
+@listing_option()
+def status(**params: Any) -> int:
+    """The fleet at a glance, one row per target, from the status index.
+
+    With a fleet file an unknown APP is an error that names the closest one (exit 2).
+    """
+    return handler("cli.admin", "cmd_status", redis=True)(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@click.option("--cluster", metavar="NAME", help="only this cluster")
+@click.option("-n", "n", type=click.IntRange(min=1), default=20, show_default=True,
+              help="how many")  # fmt: skip
+@listing_option()
+def history(**params: Any) -> int:
+    """The last outcomes of APP, newest first, on every cluster (or --cluster's).
+
+    Why each run stopped (REASON) and its hooks; -o wide lists every hook of every run.
+    """
+    return handler("cli.admin", "cmd_history", redis=True)(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+def suspend(**params: Any) -> int:
+    """Suspend APP's scheduled and push-triggered runs ('sync' still works)."""
+    current()
+    from cli.admin import cmd_suspend  # noqa: PLC0415
+
+    return run_with(guarded(functools.partial(cmd_suspend, suspend=True)), **params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+def resume(**params: Any) -> int:
+    """Resume APP's scheduled and push-triggered runs."""
+    current()
+    from cli.admin import cmd_suspend  # noqa: PLC0415
+
+    return run_with(guarded(functools.partial(cmd_suspend, suspend=False)), **params)
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the subcommand, map errors to exit codes."""
+    try:
+        result = reconciler.main(args=list(argv) if argv is not None else None,
+                                 prog_name="reconciler", standalone_mode=False)  # fmt: skip
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return 130
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ReconcilerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if not exc.retryable else 1
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
