@@ -131,9 +131,9 @@ def reconciler(context: str | None) -> None:
 @click.option("--controller-delay", type=float, default=0.5, show_default=True,
               help="seconds before simulated controllers report status")  # fmt: skip
 def sim(**params: Any) -> int:
-    """Run simulated Kubernetes clusters (kubesim) in the foreground.
+    """Run simulated Kubernetes clusters (kubesim).
 
-    Serves N clusters over the real Kubernetes REST API and writes a kubeconfig with one
+    In the foreground. Serves N clusters over the real Kubernetes REST API and writes a kubeconfig with one
     context per cluster. Stops on SIGINT or SIGTERM.
     """
     return handler("cli.local", "cmd_sim")(**params)
@@ -143,7 +143,7 @@ def sim(**params: Any) -> int:
 @config_option
 @listing_option()
 def validate(**params: Any) -> int:
-    """Validate the fleet file and render every application for every cluster.
+    """Validate the fleet file and render every target.
 
     Writes nothing to any cluster (reads discovery). Exit 2 when the fleet file or a
     manifest is invalid, 1 when a source or cluster cannot be reached.
@@ -158,9 +158,9 @@ def validate(**params: Any) -> int:
 @click.option("--dry-run", is_flag=True, help="detect and report drift, write nothing")
 @listing_option()
 def reconcile(**params: Any) -> int:
-    """Reconcile APP now, in this process (no Redis or worker needed).
+    """Reconcile APP now, in this process.
 
-    Runs on each cluster APP targets (or the --cluster ones). Exit 1 if any target failed.
+    No Redis or worker needed. Runs on each cluster APP targets (or the --cluster ones). Exit 1 if any target failed.
     """
     return handler("cli.local", "cmd_reconcile")(**params)
 
@@ -171,9 +171,9 @@ def reconcile(**params: Any) -> int:
 @cluster_option
 @listing_option(default="diff", extra=("diff",))
 def diff(**params: Any) -> int:
-    """Show what a sync of APP would change on each of its clusters.
+    """Show what a sync of APP would change.
 
-    As kubectl diff: the unified diff of every drifted object (default), exit 0 when
+    On each of its clusters, as kubectl diff: the unified diff of every drifted object (default), exit 0 when
     nothing differs and 1 when something does. -o table|wide lists the targets.
     """
     return handler("cli.local", "cmd_diff")(**params)
@@ -183,9 +183,9 @@ def diff(**params: Any) -> int:
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json",
               show_default=True)  # fmt: skip
 def schema(**params: Any) -> int:
-    """Print the fleet file's JSON Schema (draft 2020-12), for editors and CI linters.
+    """Print the fleet file's JSON Schema.
 
-    It checks the shape; 'reconciler validate' also checks what needs the whole fleet
+    Draft 2020-12, for editors and CI linters. It checks the shape; 'reconciler validate' also checks what needs the whole fleet
     (duplicate names, templates on every cluster).
     """
     return handler("cli.local", "cmd_schema")(**params)
@@ -213,7 +213,10 @@ def schema(**params: Any) -> int:
 @click.option("--hostname", help="Celery node name (default: celery@HOST)")
 @click.option("--loglevel", default="INFO", show_default=True)  # fmt: skip
 def worker(**params: Any) -> int:
-    """Run a Celery worker that reconciles targets (forced work first)."""
+    """Run a Celery worker that reconciles targets.
+
+    Forced work (admin syncs, webhooks) is taken before scheduled work.
+    """
     return handler("cli.components", "cmd_worker")(**params)
 
 
@@ -221,7 +224,10 @@ def worker(**params: Any) -> int:
 @config_option
 @click.option("--loglevel", default="INFO", show_default=True)
 def beat(**params: Any) -> int:
-    """Run the scheduler: one RedBeat entry per application, kept in step with the fleet."""
+    """Run the scheduler: one RedBeat entry per application.
+
+    The entries follow the fleet file as it changes; no restart is needed.
+    """
     return handler("cli.components", "cmd_beat")(**params)
 
 
@@ -234,7 +240,10 @@ def beat(**params: Any) -> int:
     help="run without FLOWER_BASIC_AUTH (only where nobody else can reach)",
 )
 def flower(**params: Any) -> int:  # fmt: skip
-    """Run Flower to inspect reconcile jobs (behind FLOWER_BASIC_AUTH)."""
+    """Run Flower to inspect reconcile jobs.
+
+    It asks for the login in FLOWER_BASIC_AUTH (user:password) unless --insecure.
+    """
     return handler("cli.components", "cmd_flower")(**params)
 
 
@@ -243,7 +252,10 @@ def flower(**params: Any) -> int:  # fmt: skip
 @click.option("--port", type=int, default=8088, show_default=True)
 @click.option("--host", default=None, help="address (default: $RECONCILER_WEBHOOK_HOST)")
 def webhook(**params: Any) -> int:
-    """Serve POST /hooks/git (GitHub, GitLab, plain token) and /metrics."""
+    """Serve the Git webhook and /metrics.
+
+    POST /hooks/git takes GitHub, GitLab and plain-token pushes.
+    """
     return handler("cli.components", "cmd_webhook")(**params)
 
 
@@ -273,9 +285,9 @@ def webhook(**params: Any) -> int:
     help="exit 0 once every target is Synced (1 if not within SECONDS)",
 )
 def up(**params: Any) -> int:  # fmt: skip
-    """Run Redis, workers, beat, the webhook server and Flower in one command.
+    """Run the whole platform in one command.
 
-    Redis is REDIS_URL when it answers, else an embedded one; --demo also starts
+    Workers, beat, the webhook server and Flower; Redis is REDIS_URL when it answers, else an embedded one; --demo also starts
     simulated clusters and a local Git repository of sample applications. The
     installation's connection is written to the context file, where the other commands
     find it. Children that exit are restarted; Ctrl-C stops everything.
@@ -299,9 +311,9 @@ def up(**params: Any) -> int:  # fmt: skip
 @timeout_option
 @listing_option()
 def sync(**params: Any) -> int:  # fmt: skip
-    """Force a sync of APP now (a fresh Git fetch) and report each target's outcome.
+    """Force a sync of APP now and report each outcome.
 
-    Exit 0 when all are Synced (and Healthy with --health), 1 when any failed, is
+    A fresh Git fetch, then a forced run on each target; waits unless --async. Exit 0 when all are Synced (and Healthy with --health), 1 when any failed, is
     Degraded or did not get there within --timeout, 2 for bad input. Health is read live
     from the clusters through the fleet's kubeconfig contexts.
     """
@@ -316,7 +328,7 @@ def sync(**params: Any) -> int:  # fmt: skip
 @timeout_option
 @listing_option()
 def wait(**params: Any) -> int:
-    """Wait until every target of APP is Synced (and Healthy with --health).
+    """Wait until APP is Synced (and Healthy with --health).
 
     It watches and does not act. Exit 1 when a target failed in a way waiting will not
     mend, is Degraded, or the timeout passed first.
@@ -330,9 +342,9 @@ def wait(**params: Any) -> int:
 @click.option("--cluster", metavar="NAME", help="only this cluster")
 @listing_option()
 def get(**params: Any) -> int:
-    """APP and every target of it: revision, sync, health, drift, hooks, last error.
+    """Show APP and each of its targets.
 
-    Exit 1 when a target is not Synced and Healthy.
+    Each target's revision, sync, health, drift, hooks and last error. Exit 1 when a target is not Synced and Healthy.
     """
     return handler("cli.admin", "cmd_get", redis=True)(**params)
 
@@ -342,9 +354,9 @@ def get(**params: Any) -> int:
 @click.argument("app", metavar="APP", required=False)
 @listing_option()
 def status(**params: Any) -> int:
-    """The fleet at a glance, one row per target, from the status index.
+    """The fleet at a glance, one row per target.
 
-    With a fleet file an unknown APP is an error that names the closest one (exit 2).
+    From the status index. With a fleet file an unknown APP is an error that names the closest one (exit 2).
     """
     return handler("cli.admin", "cmd_status", redis=True)(**params)
 
@@ -357,9 +369,9 @@ def status(**params: Any) -> int:
               help="how many")  # fmt: skip
 @listing_option()
 def history(**params: Any) -> int:
-    """The last outcomes of APP, newest first, on every cluster (or --cluster's).
+    """The last outcomes of APP, newest first.
 
-    Why each run stopped (REASON) and its hooks; -o wide lists every hook of every run.
+    On every cluster, or on --cluster's. Why each run stopped (REASON) and its hooks; -o wide lists every hook of every run.
     """
     return handler("cli.admin", "cmd_history", redis=True)(**params)
 
@@ -368,7 +380,10 @@ def history(**params: Any) -> int:
 @config_option
 @app_argument
 def suspend(**params: Any) -> int:
-    """Suspend APP's scheduled and push-triggered runs ('sync' still works)."""
+    """Suspend APP's automatic runs ('sync' still works).
+
+    Scheduled and push-triggered runs are skipped until 'reconciler resume'.
+    """
     current()
     from cli.admin import cmd_suspend  # noqa: PLC0415
 
