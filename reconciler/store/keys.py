@@ -138,7 +138,10 @@ class Keys:
         return f"{self.prefix}suspended"
 
     def fleet(self) -> str:
-        """Hash or string: the fleet file now in force (fingerprint and content)."""
+        """Hash: whether the fleet file is valid, since when, and the fleet in force.
+
+        Written by workers, beat and the webhook server (``reconciler.store.fleet_state``).
+        """
         return f"{self.prefix}fleet"
 
     # -- sources and rendering ---------------------------------------------------------
