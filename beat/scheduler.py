@@ -4,9 +4,11 @@ RedBeat keeps schedules in Redis and lets two beat processes run: only the one h
 its lock schedules, and the other takes over when the first dies.  This scheduler adds
 what a fleet needs on top: every few seconds the lock holder compares the fleet file with
 the entries in Redis and creates, changes or removes entries, so editing the fleet needs
-no restart.  Each application's first run is offset by a stable fraction of its interval
-(a hash of its name), so a thousand applications with the same interval do not all fire
-in the same second, and the spread survives beat restarts.
+no restart.  While the file is invalid the schedule keeps following the last valid fleet,
+and the breakage is logged once and recorded for ``reconciler status``.  Each
+application's first run is offset by a stable fraction of its interval (a hash of its
+name), so a thousand applications with the same interval do not all fire in the same
+second, and the spread survives beat restarts.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from celery.schedules import schedule
 from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
 from redbeat.schedulers import get_redis
 
-from reconciler.errors import ConfigError
 from reconciler.fleet import Application, Fleet
 from reconciler.outcome import Trigger
 from reconciler.settings import load as load_settings
+from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from workers.app import queue_for
-from workers.runtime import FleetFile, fleet_path
+from workers.fleet_file import FleetFile, FleetWatch
+from workers.runtime import fleet_path
 
 log = logging.getLogger("reconciler.beat")
 
@@ -123,7 +126,11 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fleet_file = FleetFile(fleet_path())
+        self.fleet_watch = FleetWatch(
+            FleetFile(fleet_path()),
+            component="beat",
+            state=FleetState(get_redis(self.app), Keys()),
+        )
         self._last_sync = 0.0
         self._last_fingerprint = ""
 
@@ -138,11 +145,13 @@ class FleetScheduler(RedBeatScheduler):  # type: ignore[misc]
         return min(interval, SYNC_EVERY)
 
     def sync_fleet(self) -> None:
-        """Bring the schedule in line with the fleet file; a broken file changes nothing."""
-        try:
-            fleet = self.fleet_file.get()
-        except ConfigError as exc:
-            log.error("fleet file invalid, schedule left as it is: %s", exc)
+        """Bring the schedule in line with the fleet in force.
+
+        While the file is invalid that is the last valid fleet, so the schedule stays as
+        it was; the watch has said so, once.  Without any valid fleet nothing is touched.
+        """
+        fleet = self.fleet_watch.check().fleet
+        if fleet is None:
             return
         fingerprint = fleet.fingerprint()
         counts = sync_schedule(self.app, fleet)

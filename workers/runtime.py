@@ -3,14 +3,14 @@
 Built lazily in each (forked) worker process and reused by every task it runs: cluster
 clients, Git mirrors and discovery are expensive to build and cheap to keep.  The fleet
 file is re-read when it changes on disk (a stat per task), so a changed fleet needs no
-restart.  The engine's source and render stages go through Redis: the revision of a
-(repo, revision) is resolved once across all workers (single-flight), and a commit's
-render is computed once and shared.
+restart, and while it is invalid tasks run the last valid fleet (``workers.fleet_file``;
+the worker's main process reports the breakage, once).  The engine's source and render
+stages go through Redis: the revision of a (repo, revision) is resolved once across all
+workers (single-flight), and a commit's render is computed once and shared.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ import redis
 
 from reconciler.engine import Engine, RenderInput
 from reconciler.errors import ConfigError
-from reconciler.fleet import Fleet, Source, load_fleet
+from reconciler.fleet import Fleet, Source
 from reconciler.kube import ClientFactory
 from reconciler.render import RenderedObject
 from reconciler.settings import load as load_settings
@@ -31,32 +31,10 @@ from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
 from workers.app import redis_url
+from workers.fleet_file import FleetFile, inherited_fleet
 
 #: Seconds a resolved revision is reused before Git is asked again.
 REVISION_TTL = load_settings().revision_ttl
-
-
-class FleetFile:
-    """The fleet file, re-read when its modification time or size changes."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._fleet: Fleet | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Fleet:
-        """The current fleet (ConfigError when the file is invalid)."""
-        try:
-            stat = os.stat(self.path)
-        except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot read the fleet file ({exc.strerror})") from None
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if self._fleet is None or stamp != self._stamp:
-                self._fleet = load_fleet(self.path)
-                self._stamp = stamp
-            return self._fleet
 
 
 def fleet_path() -> str:
@@ -82,7 +60,10 @@ class Runtime:
     metrics: ReconcileMetrics
 
     def fleet(self) -> Fleet:
-        """The fleet in force now."""
+        """The fleet in force now: the last valid one while the file is invalid.
+
+        ConfigError only when this process never saw a valid fleet file.
+        """
         return self.fleet_file.get()
 
     def suspended(self, app: str) -> bool:
@@ -152,7 +133,8 @@ def build_runtime() -> Runtime:
     rt = Runtime(
         client=client,
         keys=keys,
-        fleet_file=FleetFile(fleet_path()),
+        # A pool process starts from its parent's fleet: it may be forked after a breakage.
+        fleet_file=FleetFile(fleet_path(), last_valid=inherited_fleet()),
         engine=engine,
         records=Records(client, keys),
         revisions=RevisionCache(client, keys, ttl=REVISION_TTL),

@@ -28,7 +28,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_shutdown
 
 from reconciler.engine import Options
 from reconciler.errors import ConfigError, LockBusy, ReconcilerError
@@ -36,10 +36,12 @@ from reconciler.fleet import Fleet
 from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.settings import load as load_settings
+from reconciler.store.keys import Keys
 from reconciler.store.lock import TargetLock
-from workers.app import SOFT_TIME_LIMIT, app, queue_for, route_label
+from workers.app import SOFT_TIME_LIMIT, app, queue_for, redis_url, route_label
+from workers.fleet_file import start_worker_watch, stop_worker_watch
 from workers.flower import ReconcileFailed, job_summary, skipped
-from workers.runtime import Runtime, reset_runtime, runtime
+from workers.runtime import Runtime, fleet_path, reset_runtime, runtime
 
 log = logging.getLogger("reconciler.workers")
 
@@ -60,6 +62,20 @@ FORCED_MARK_TTL = 3600.0
 def _fresh_process(**_: Any) -> None:
     """Each forked worker process builds its own clients and connections."""
     reset_runtime()
+
+
+@worker_init.connect
+def _watch_fleet(**_: Any) -> None:
+    """The worker's main process watches the fleet file: one report per worker, not per task.
+
+    Before the pool forks, so every pool process starts from the fleet read here.
+    """
+    start_worker_watch(fleet_path(), redis_url=redis_url(), keys=Keys())
+
+
+@worker_shutdown.connect
+def _stop_watching_fleet(**_: Any) -> None:
+    stop_worker_watch()
 
 
 def backoff(retries: int) -> float:

@@ -12,6 +12,8 @@
 * ``GET /metrics`` is computed from Redis at scrape time (targets from the status index,
   reconcile counters from :class:`ReconcileMetrics`, queue depths from the broker's
   lists), so one scrape target sees the work of every worker process on every host.
+* ``GET /metrics`` also says whether the fleet file is valid (``reconciler_fleet_valid``),
+  as this server reads it: while it is invalid, pushes are routed by the last valid fleet.
 * ``GET /healthz`` answers 200 while Redis answers PING: without Redis nothing can be
   queued, and a load balancer should send webhooks elsewhere.
 
@@ -46,6 +48,7 @@ from reconciler.fleet import Fleet, redact_url
 from reconciler.model import Health, SyncStatus
 from reconciler.outcome import Trigger
 from reconciler.settings import load as load_settings
+from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
@@ -60,7 +63,8 @@ from reconciler.webhook import (
     verify,
 )
 from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
-from workers.runtime import FleetFile, fleet_path
+from workers.fleet_file import FleetFile, FleetSource, FleetWatch
+from workers.runtime import fleet_path
 
 __all__ = ["WebhookSecrets", "make_app", "run"]
 
@@ -148,7 +152,7 @@ class _Deliveries:
     def __init__(
         self,
         *,
-        fleet: FleetFile,
+        fleet: FleetSource,
         client: redis.Redis,
         keys: Keys,
         secrets: WebhookSecrets,
@@ -189,8 +193,9 @@ class _Deliveries:
         try:
             fleet = self.fleet.get()
         except ConfigError as exc:
-            # Nothing is queued from an invalid fleet file; the provider may redeliver
-            # once it is fixed, so the delivery is not marked as seen.
+            # No valid fleet was ever read (an invalid file is otherwise replaced by the
+            # last valid fleet): nothing is queued, and the provider may redeliver once
+            # it is fixed, so the delivery is not marked as seen.
             log.error("%s: fleet file invalid: %s", where, exc)
             return _Answer(503, {"error": str(exc)})
         seen = self.keys.webhook_seen(event.delivery) if event.delivery else None
@@ -376,6 +381,27 @@ class RedisCollector(Collector):
         return depth
 
 
+class FleetCollector(Collector):
+    """``reconciler_fleet_valid``: the fleet file as this server reads it, at each scrape.
+
+    Read from the file, not from Redis: the gauge must drop even when no other component
+    runs, and looking (one stat) is also what makes a watch report a breakage.
+    """
+
+    def __init__(self, fleet: FleetSource) -> None:
+        self.fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        """1 while the file is valid, 0 while it is invalid (the last valid fleet runs)."""
+        valid = GaugeMetricFamily(
+            "reconciler_fleet_valid",
+            "1 while the fleet file is valid; 0 while it is invalid and the last valid "
+            "fleet keeps running.",
+        )
+        valid.add_metric([], 1 if self.fleet.check().valid else 0)
+        yield valid
+
+
 def queue_depths(client: redis.Redis, keys: Keys) -> dict[str, int]:
     """Messages waiting per queue: LLEN of kombu's list ``<celery prefix><queue>``.
 
@@ -425,7 +451,7 @@ def _le(bound: float) -> str:
 
 def make_app(
     *,
-    fleet: FleetFile,
+    fleet: FleetSource,
     client: redis.Redis,
     keys: Keys,
     secrets: WebhookSecrets,
@@ -446,6 +472,7 @@ def make_app(
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(client=client, keys=keys))
+    registry.register(FleetCollector(fleet))
 
     async def hook(request: web.Request) -> web.Response:
         try:
@@ -490,10 +517,12 @@ def run(*, host: str, port: int) -> None:
     Raises ConfigError before listening when ``RECONCILER_CONFIG`` is not set.
     """
     secrets = WebhookSecrets.from_env()
-    fleet = FleetFile(fleet_path())
+    path = fleet_path()
     client = redis.Redis.from_url(
         redis_url(), socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
     )
+    keys = Keys()
+    fleet = FleetWatch(FleetFile(path), component="webhook", state=FleetState(client, keys))
     providers = secrets.providers()
     if providers:
         log.info("webhook providers enabled: %s", ", ".join(providers))
@@ -504,7 +533,7 @@ def run(*, host: str, port: int) -> None:
             GITLAB_TOKEN_ENV,
             PLAIN_TOKEN_ENV,
         )
-    app = make_app(fleet=fleet, client=client, keys=Keys(), secrets=secrets)
+    app = make_app(fleet=fleet, client=client, keys=keys, secrets=secrets)
 
     async def close_client(_: web.Application) -> None:
         await asyncio.to_thread(client.close)
