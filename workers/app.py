@@ -12,12 +12,15 @@ Settings that make reconciles safe to run on many hosts:
   order so a free worker always takes forced work first, whatever the scheduled backlog;
 * every key under the installation's prefix, so one Redis serves several installations;
 * reconcile jobs that read in Flower as people think of them (``workers.flower``): a
-  name per target set on every message, and Flower's tasks page showing results.
+  name per target set on every message, and Flower's tasks page showing results;
+* one log format for worker, beat and Flower (``workers.logs``), set up as the app starts
+  each of them.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery
@@ -27,6 +30,7 @@ from kombu.entity import Queue
 from reconciler.settings import load as load_settings
 from reconciler.store.keys import Keys
 from workers.flower import apply_flower_defaults, name_task_message
+from workers.logs import prepare_command
 
 #: Queue names sort forced-first: the broker is consumed in "sorted" order.
 FORCED_QUEUE = "reconciler-forced"
@@ -79,9 +83,21 @@ class ReconcilerAMQP(AMQP):  # type: ignore[misc]  # Celery is untyped
         return message
 
 
+class ReconcilerCelery(Celery):  # type: ignore[misc]  # Celery is untyped
+    """The Celery app, logging in the platform's format whichever component it starts.
+
+    The command line starts worker, beat and Flower through the app (``worker_main``,
+    ``start``); both come here, where the command's logging is set up before Celery or
+    Flower parses anything (:func:`workers.logs.prepare_command`).
+    """
+
+    def start(self, argv: list[str] | None = None) -> Any:
+        return super().start(argv=prepare_command(sys.argv if argv is None else argv))
+
+
 def create_app() -> Celery:
     """A configured Celery app (settings read from the environment now)."""
-    app = Celery("reconciler", include=["workers.tasks"], amqp=ReconcilerAMQP)
+    app = ReconcilerCelery("reconciler", include=["workers.tasks"], amqp=ReconcilerAMQP)
     app.conf.update(settings(redis_url(), Keys()))
     return app
 
