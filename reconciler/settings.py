@@ -103,6 +103,12 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=0, validation_alias="RECONCILER_METRICS_PORT")
     #: Address of that listener (``RECONCILER_METRICS_HOST``).
     metrics_host: str = Field(default="127.0.0.1", validation_alias="RECONCILER_METRICS_HOST")
+    #: Clusters per application with series of their own on the reconcile metrics; runs
+    #: on further clusters count under ``cluster="_other"``, so a large fleet cannot flood
+    #: Prometheus; 0 folds every cluster (``RECONCILER_METRICS_MAX_CLUSTERS``).
+    metrics_max_clusters: int = Field(
+        default=100, ge=0, validation_alias="RECONCILER_METRICS_MAX_CLUSTERS"
+    )
     webhook_github_secret: SecretStr | None = _env("RECONCILER_WEBHOOK_GITHUB_SECRET")
     webhook_gitlab_token: SecretStr | None = _env("RECONCILER_WEBHOOK_GITLAB_TOKEN")
     webhook_token: SecretStr | None = _env("RECONCILER_WEBHOOK_TOKEN")

@@ -47,6 +47,7 @@ __all__ = [
     "WebhookMalformed",
     "WebhookTooLarge",
     "WebhookUnauthorized",
+    "claimed_provider",
     "matching_applications",
     "normalise_repo",
     "parse",
@@ -190,6 +191,23 @@ def verify(
         "no signature or token: send X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab) "
         "or Authorization: Bearer <token>"
     )
+
+
+def claimed_provider(headers: Mapping[str, str]) -> Provider | None:
+    """The provider a request's headers name, before any proof is checked; None for none.
+
+    :func:`verify` recognises the provider the same way.  This answer is for counting
+    and logging a delivery that is refused: it says who the request claims to be, which
+    a refusal does not establish.  Headers of two providers at once name none.
+    """
+    lowered = _lower_keys(headers)
+    github = any(name in lowered for name in (_GITHUB_EVENT, _GITHUB_SIGNATURE))
+    gitlab = any(name in lowered for name in (_GITLAB_EVENT, _GITLAB_TOKEN))
+    if github != gitlab:
+        return Provider.GITHUB if github else Provider.GITLAB
+    if not github and (_AUTHORIZATION in lowered or _PLAIN_TOKEN in lowered):
+        return Provider.PLAIN
+    return None
 
 
 def _verify_github(headers: Mapping[str, str], body: bytes, *, secret: str | None) -> None:
@@ -493,8 +511,6 @@ def _boolean(value: object, *, where: str) -> bool:
     if not isinstance(value, bool):
         raise WebhookMalformed(f"{where}: expected true or false, got {_json_type(value)}")
     return value
-
-
 
 
 def _shown(value: str) -> str:

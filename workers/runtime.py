@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from reconciler.engine import Engine, RenderInput
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fleet import Fleet, Source
 from reconciler.kube import ClientFactory
 from reconciler.render import RenderedObject
@@ -75,12 +75,17 @@ class Runtime:
         git = self.engine.source
 
         def fetch_and_resolve() -> str:
-            self.client.incr(self.keys.metrics_git_fetches())
-            return git.resolve(source.repo, source.revision, fetch=True)
+            # Fetch, then resolve in the mirror: a revision missing from a good fetch is
+            # the fleet's mistake, not a failed fetch.
+            self.metrics.git_fetched()
+            try:
+                git.fetch(source.repo)
+            except ReconcilerError:
+                self.metrics.git_fetch_failed(source.repo)
+                raise
+            return git.resolve(source.repo, source.revision)
 
-        return self.revisions.resolve(
-            source.repo, source.revision, fetch_and_resolve, fresh=fresh
-        )
+        return self.revisions.resolve(source.repo, source.revision, fetch_and_resolve, fresh=fresh)
 
     def render(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
         """Rendered objects of ``spec`` at ``commit``, from the shared cache when there.

@@ -17,6 +17,13 @@
 * ``GET /healthz`` answers 200 while Redis answers PING: without Redis nothing can be
   queued, and a load balancer should send webhooks elsewhere.
 
+``/metrics`` can be served on a listener of its own (``RECONCILER_METRICS_PORT`` and
+``RECONCILER_METRICS_HOST``), so the scrape endpoint, which names every application and
+cluster, need not face the internet with the webhook: the webhook's port then answers 404
+for it.  Every delivery is counted (``reconciler_webhook_deliveries_total``) and logged:
+an accepted one at INFO with its provider, repository, ref, commit, delivery id and the
+applications queued; a refused one at WARNING with the reason, never a secret.
+
 Redis, the fleet file and the broker are blocking clients; every call to them runs in a
 thread so one slow request never stalls the event loop for the others.
 """
@@ -26,11 +33,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import metadata
 from typing import Any
 
+import celery
 import redis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -58,12 +68,14 @@ from reconciler.webhook import (
     PushEvent,
     WebhookError,
     WebhookTooLarge,
+    claimed_provider,
     matching_applications,
     parse,
     verify,
 )
 from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
 from workers.fleet_file import FleetFile, FleetSource, FleetWatch
+from workers.logs import configure_logging
 from workers.runtime import fleet_path
 
 __all__ = ["WebhookSecrets", "make_app", "run"]
@@ -144,6 +156,13 @@ def _default_enqueue(app_name: str) -> str:
 class _Answer:
     status: int
     body: dict[str, Any]
+    #: What became of the delivery, as ``reconciler_webhook_deliveries_total`` counts it.
+    result: str
+
+
+def _refusal(status: int) -> str:
+    """The delivery result of a refusal with HTTP ``status``."""
+    return {401: "unauthorized", 413: "too_large"}.get(status, "bad_request")
 
 
 class _Deliveries:
@@ -163,9 +182,32 @@ class _Deliveries:
         self.keys = keys
         self.secrets = secrets
         self.enqueue = enqueue
+        self.metrics = ReconcileMetrics(client, keys)
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> _Answer:
-        """Authenticate, parse, dedupe and queue; every refusal is an answer, not a raise."""
+        """Authenticate, parse, dedupe and queue; every refusal is an answer, not a raise.
+
+        Every delivery is counted by provider (the one its headers claim, for a refusal)
+        and result, whatever became of it.
+        """
+        claimed = claimed_provider(headers)
+        provider = claimed.value if claimed is not None else "unknown"
+        try:
+            answer = self._answer(headers, body)
+        except Exception:
+            self.count(provider, "error")
+            raise
+        self.count(provider, answer.result)
+        return answer
+
+    def count(self, provider: str, result: str) -> None:
+        """Count one delivery; a Redis that cannot count it does not change the answer."""
+        try:
+            self.metrics.webhook_delivery(provider, result)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("webhook: cannot count a delivery: %s", type(exc).__name__)
+
+    def _answer(self, headers: Mapping[str, str], body: bytes) -> _Answer:
         try:
             provider = verify(
                 headers,
@@ -177,19 +219,23 @@ class _Deliveries:
             event = parse(provider, headers, body)
         except WebhookError as exc:
             # The messages of reconciler.webhook never hold a secret or the body.
-            log.warning("webhook refused (%d): %s", exc.status, exc)
-            return _Answer(exc.status, {"error": str(exc)})
+            claimed = claimed_provider(headers)
+            log.warning("webhook %s refused (%d): %s", claimed or "unknown", exc.status, exc)
+            return _Answer(exc.status, {"error": str(exc)}, _refusal(exc.status))
         if event is None:
             ignored = _event_name(headers)
             log.info("webhook %s: %s event ignored", provider.value, ignored)
-            return _Answer(200, {"ignored": ignored})
+            return _Answer(200, {"ignored": ignored}, "ignored")
         return self._push(provider, event)
 
     def _push(self, provider: Provider, event: PushEvent) -> _Answer:
+        repository = redact_url(event.repo_urls[0])
         where = (
             f"webhook {provider.value} delivery={event.delivery or '-'} "
-            f"repo={redact_url(event.repo_urls[0])} ref={event.ref}"
+            f"repo={repository} ref={event.ref} commit={event.commit or '-'}"
         )
+        fields = {"provider": provider.value, "repository": repository, "ref": event.ref,
+                  "commit": event.commit, "delivery": event.delivery}  # fmt: skip
         try:
             fleet = self.fleet.get()
         except ConfigError as exc:
@@ -197,12 +243,12 @@ class _Deliveries:
             # last valid fleet): nothing is queued, and the provider may redeliver once
             # it is fixed, so the delivery is not marked as seen.
             log.error("%s: fleet file invalid: %s", where, exc)
-            return _Answer(503, {"error": str(exc)})
+            return _Answer(503, {"error": str(exc)}, "unavailable")
         seen = self.keys.webhook_seen(event.delivery) if event.delivery else None
         try:
             if seen is not None and not self.client.set(seen, 1, nx=True, ex=SEEN_TTL):
-                log.info("%s: duplicate delivery, nothing queued", where)
-                return _Answer(200, {"duplicate": True})
+                log.info("%s: duplicate delivery, nothing queued", where, extra=fields)
+                return _Answer(200, {"duplicate": True}, "duplicate")
             matched = matching_applications(fleet, event)
             suspended = self._suspended(fleet, matched)
             wanted = [name for name in matched if name not in suspended]
@@ -213,24 +259,31 @@ class _Deliveries:
             # push is not.
             self._forget(seen)
             log.error("%s: cannot queue: %s", where, type(exc).__name__)
-            return _Answer(503, {"error": f"cannot reach Redis: {type(exc).__name__}"})
+            return _Answer(
+                503, {"error": f"cannot reach Redis: {type(exc).__name__}"}, "unavailable"
+            )
         except Exception:
             self._forget(seen)
             raise
+        if wanted:
+            queued = f"queued {', '.join(wanted)}"
+        else:
+            queued = "nothing queued" if suspended else "none matched"
         log.info(
-            "%s%s: queued [%s]%s",
+            "%s%s: %s%s",
             where,
             " (deleted)" if event.deleted else "",
-            ", ".join(wanted),
-            f", suspended [{', '.join(sorted(suspended))}]" if suspended else "",
+            queued,
+            f", suspended {', '.join(sorted(suspended))}" if suspended else "",
+            extra={**fields, "queued": wanted, "suspended": sorted(suspended)},
         )
         answer: dict[str, Any] = {"applications": wanted}
         if suspended:
             answer["suspended"] = [name for name in matched if name in suspended]
         if not wanted:
-            return _Answer(200, answer)
+            return _Answer(200, answer, "accepted")
         answer["tasks"] = tasks
-        return _Answer(202, answer)
+        return _Answer(202, answer, "accepted")
 
     def _suspended(self, fleet: Fleet, names: list[str]) -> set[str]:
         """Applications among ``names`` suspended in the fleet file or by ``suspend``.
@@ -300,7 +353,7 @@ class RedisCollector(Collector):
         self.metrics = ReconcileMetrics(client, keys)
 
     def collect(self) -> Iterator[Metric]:
-        """Targets, reconcile counters and queue depths, as they are now."""
+        """Targets, reconciles, Git fetches, deliveries, clusters and queues, as they are now."""
         yield from self._targets()
         yield from self._reconciles()
         yield self._queue_depths()
@@ -346,29 +399,54 @@ class RedisCollector(Collector):
 
     def _reconciles(self) -> Iterable[Metric]:
         snapshot = self.metrics.snapshot()
+        target = ["application", "cluster"]
         total = CounterMetricFamily(
             "reconciler_reconciles",
-            "Finished target reconciles, by result (sync status, or skipped).",
-            labels=["result"],
+            "Finished target reconciles, by result (sync status, or skipped); clusters past "
+            "an application's cap count under cluster _other.",
+            labels=[*target, "result"],
         )
-        for result, count in snapshot.reconciles.items():
-            total.add_metric([result], count)
+        for (app, cluster, result), count in snapshot.reconciles.items():
+            total.add_metric([app, cluster, result], count)
         duration = HistogramMetricFamily(
-            "reconciler_reconcile_duration_seconds", "Seconds each target reconcile ran."
+            "reconciler_reconcile_duration_seconds",
+            "Seconds each target reconcile ran.",
+            labels=target,
         )
-        duration.add_metric(
-            [],
-            buckets=[(_le(bound), count) for bound, count in snapshot.buckets],
-            sum_value=snapshot.duration_sum,
-        )
+        for (app, cluster), histogram in snapshot.durations.items():
+            duration.add_metric(
+                [app, cluster],
+                buckets=[(_le(bound), count) for bound, count in histogram.buckets],
+                sum_value=histogram.sum,
+            )
         fetches = CounterMetricFamily(
             "reconciler_git_fetches",
             "Git fetches by every worker (one per repository per commit, however many "
             "applications use it).",
         )
-        raw = self.client.get(self.keys.metrics_git_fetches())
-        fetches.add_metric([], float(raw or 0))
-        return [total, duration, fetches]
+        fetches.add_metric([], snapshot.git_fetches)
+        failures = CounterMetricFamily(
+            "reconciler_git_fetch_failures",
+            "Git fetches that failed, by repository (URL without credentials).",
+            labels=["repository"],
+        )
+        for repository, count in snapshot.git_fetch_failures.items():
+            failures.add_metric([repository], count)
+        deliveries = CounterMetricFamily(
+            "reconciler_webhook_deliveries",
+            "Webhook deliveries, by provider and what became of them.",
+            labels=["provider", "result"],
+        )
+        for (provider, result), count in snapshot.webhook_deliveries.items():
+            deliveries.add_metric([provider, result], count)
+        reachable = GaugeMetricFamily(
+            "reconciler_cluster_reachable",
+            "1 when the cluster's last reconcile reached its API server, 0 when it could not.",
+            labels=["cluster"],
+        )
+        for cluster, value in snapshot.cluster_reachable.items():
+            reachable.add_metric([cluster], value)
+        return [total, duration, fetches, failures, deliveries, reachable]
 
     def _queue_depths(self) -> Metric:
         depth = GaugeMetricFamily(
@@ -400,6 +478,31 @@ class FleetCollector(Collector):
         )
         valid.add_metric([], 1 if self.fleet.check().valid else 0)
         yield valid
+
+
+class BuildInfoCollector(Collector):
+    """``reconciler_build_info``: the versions this server runs, as labels of a constant 1.
+
+    Dashboards join it to tell which release (and which Python and Celery) served a
+    scrape, the way Prometheus's own ``prometheus_build_info`` is used.
+    """
+
+    def __init__(self) -> None:
+        try:
+            version = metadata.version("reconciler")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        self.labels = [version, platform.python_version(), str(celery.__version__)]
+
+    def collect(self) -> Iterator[Metric]:
+        """A single sample, 1."""
+        info = GaugeMetricFamily(
+            "reconciler_build_info",
+            "1, labelled with the versions of reconciler, Python and Celery serving it.",
+            labels=["version", "python", "celery"],
+        )
+        info.add_metric(self.labels, 1)
+        yield info
 
 
 def queue_depths(client: redis.Redis, keys: Keys) -> dict[str, int]:
@@ -456,12 +559,17 @@ def make_app(
     keys: Keys,
     secrets: WebhookSecrets,
     enqueue: Callable[[str], str] | None = None,
+    metrics_at: tuple[str, int] | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``/hooks/git``, ``/metrics`` and ``/healthz``.
 
     ``enqueue`` queues one application's reconcile and returns its task id; the default
     sends a forced, fresh ``reconcile_app`` through Celery.  Tests inject one to count
     calls without a broker consumer.  ``client`` is not closed here: the caller owns it.
+
+    ``metrics_at`` (host, port) moves ``/metrics`` to a listener of its own, started and
+    stopped with the application (``/healthz`` is served on both); the application's own
+    port then answers 404 for ``/metrics``.
     """
     deliveries = _Deliveries(
         fleet=fleet,
@@ -472,13 +580,17 @@ def make_app(
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(client=client, keys=keys))
+    registry.register(BuildInfoCollector())
     registry.register(FleetCollector(fleet))
 
     async def hook(request: web.Request) -> web.Response:
         try:
             body = await _read_body(request, MAX_BODY_BYTES)
         except WebhookTooLarge as exc:
-            log.warning("webhook refused (%d): %s", exc.status, exc)
+            claimed = claimed_provider(request.headers)
+            log.warning("webhook %s refused (%d): %s", claimed or "unknown", exc.status, exc)
+            provider = claimed.value if claimed is not None else "unknown"
+            await asyncio.to_thread(deliveries.count, provider, "too_large")
             return web.json_response({"error": str(exc)}, status=exc.status)
         answer = await asyncio.to_thread(deliveries.handle, dict(request.headers), body)
         return web.json_response(answer.body, status=answer.status)
@@ -504,18 +616,65 @@ def make_app(
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/hooks/git", hook)
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    if metrics_at is None:
+        app.router.add_get("/metrics", metrics)
+        return app
+    scrape = web.Application()
+    scrape.router.add_get("/metrics", metrics)
+    scrape.router.add_get("/healthz", healthz)
+    _serve_beside(app, scrape, metrics_at)
     return app
 
 
-def run(*, host: str, port: int) -> None:
+def _serve_beside(app: web.Application, other: web.Application, at: tuple[str, int]) -> None:
+    """Serve ``other`` on ``at`` (host, port) for as long as ``app`` runs.
+
+    Started in ``app``'s start-up, so a port that is taken fails the start like the
+    webhook's own would; stopped in its clean-up, before the Redis client it shares is
+    closed (clean-up callbacks run in the order they were added).
+    """
+    runner = web.AppRunner(other, access_log=None, shutdown_timeout=5.0)
+    host, port = at
+
+    async def start(_: web.Application) -> None:
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+    async def stop(_: web.Application) -> None:
+        await runner.cleanup()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+
+
+def run(
+    *,
+    host: str,
+    port: int,
+    metrics_host: str | None = None,
+    metrics_port: int | None = None,
+) -> None:
     """Serve in the foreground until SIGINT or SIGTERM (configuration from the environment).
 
     ``REDIS_URL``, ``RECONCILER_REDIS_PREFIX``, ``RECONCILER_CONFIG`` and the webhook
     secrets are read once here; the fleet file itself is re-read whenever it changes.
-    Raises ConfigError before listening when ``RECONCILER_CONFIG`` is not set.
+    ``/metrics`` is served on ``metrics_host:metrics_port`` when the port is not 0
+    (default: ``RECONCILER_METRICS_HOST`` and ``RECONCILER_METRICS_PORT``), else beside
+    the webhook.  Logs in the platform's format (``workers.logs``) as ``webhook``.
+    Raises ConfigError before listening when ``RECONCILER_CONFIG`` is not set, or when
+    the metrics port is the webhook's own.
     """
+    configure_logging("webhook")
+    env = load_settings()
+    metrics_port = env.metrics_port if metrics_port is None else metrics_port
+    metrics_at = (metrics_host or env.metrics_host, metrics_port) if metrics_port else None
+    if metrics_port == port:
+        raise ConfigError(
+            f"RECONCILER_METRICS_PORT={metrics_port} is the webhook's own port: choose "
+            "another, or 0 to serve /metrics beside the webhook"
+        )
     secrets = WebhookSecrets.from_env()
     path = fleet_path()
     client = redis.Redis.from_url(
@@ -533,7 +692,7 @@ def run(*, host: str, port: int) -> None:
             GITLAB_TOKEN_ENV,
             PLAIN_TOKEN_ENV,
         )
-    app = make_app(fleet=fleet, client=client, keys=keys, secrets=secrets)
+    app = make_app(fleet=fleet, client=client, keys=keys, secrets=secrets, metrics_at=metrics_at)
 
     async def close_client(_: web.Application) -> None:
         await asyncio.to_thread(client.close)

@@ -169,16 +169,37 @@ class Keys:
     # -- metrics -------------------------------------------------------------------------
 
     def metrics_reconciles(self) -> str:
-        """Hash: number of reconciles per result (Synced, OutOfSync, Failed, skipped)."""
+        """Hash: reconciles per ``application/cluster/result`` (Synced, Failed, skipped...)."""
         return f"{self.prefix}metrics:reconciles"
 
     def metrics_git_fetches(self) -> str:
         """String: Git fetches made by every worker (single-flight keeps it per commit)."""
         return f"{self.prefix}metrics:git_fetches"
 
+    def metrics_git_fetch_failures(self) -> str:
+        """Hash: failed Git fetches per repository URL (redacted), capped."""
+        return f"{self.prefix}metrics:git_fetch_failures"
+
     def metrics_duration(self) -> str:
-        """Hash: reconcile duration histogram buckets, sum and count."""
+        """Hash: duration histogram per ``application/cluster``: buckets, sum and count."""
         return f"{self.prefix}metrics:duration"
+
+    def metrics_series(self) -> str:
+        """Set: applications and ``application/cluster`` pairs with series of their own."""
+        return f"{self.prefix}metrics:series"
+
+    def metrics_series_counts(self) -> str:
+        """Hash: the size of ``metrics_series``: applications (field ``""``), clusters per
+        application (field: its name), checked against the caps."""
+        return f"{self.prefix}metrics:series_counts"
+
+    def metrics_cluster_reachable(self) -> str:
+        """Hash: per cluster, 1 or 0: whether its last reconcile reached its API server."""
+        return f"{self.prefix}metrics:cluster_reachable"
+
+    def metrics_webhook_deliveries(self) -> str:
+        """Hash: webhook deliveries per ``provider/result``."""
+        return f"{self.prefix}metrics:webhook_deliveries"
 
     # -- entry points --------------------------------------------------------------------
 
