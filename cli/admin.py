@@ -52,9 +52,27 @@ def known_fleet(args: Params) -> Fleet | None:
     Listings work from Redis alone, but when the fleet is known it is the authority on
     which applications and clusters exist, so a typo gets a "did you mean" from it.
     """
-    if getattr(args, "config", None) or current().config:
+    if not (getattr(args, "config", None) or current().config):
+        return None
+    try:
         return load(args)
-    return None
+    except ConfigError:
+        if _running_fleet_is_invalid():
+            return None  # the running stack's own breakage: reported, and read around
+        raise
+
+
+def _running_fleet_is_invalid() -> bool:
+    """Whether the installation's components record their fleet file as invalid now.
+
+    Then a listing still lists (from the status index) and says why on stderr, rather
+    than failing on the same parse error the operator is trying to see the effect of.
+    """
+    from reconciler.store.fleet_state import FleetState  # noqa: PLC0415
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+
+    health = FleetState(redis_client(), Keys()).read()
+    return health is not None and not health.valid
 
 
 def recorded_clusters(records: Records, app: str) -> list[str]:
@@ -75,6 +93,24 @@ def recorded_clusters(records: Records, app: str) -> list[str]:
             f"{installation()} records none of that name"
         )
     return clusters
+
+
+def report_fleet_state(client: Any) -> dict[str, Any] | None:
+    """Say on stderr when the running fleet file is invalid; its state for ``-o json``.
+
+    The components keep running the last valid fleet when the file breaks, so a status
+    that looks fine may describe a fleet nobody can change any more; this line is what
+    tells the reader (``reconciler.store.fleet_state``).
+    """
+    from reconciler.store.fleet_state import FleetState  # noqa: PLC0415
+    from reconciler.store.keys import Keys  # noqa: PLC0415
+
+    health = FleetState(client, Keys()).read()
+    if health is None:
+        return None
+    if not health.valid:
+        print(f"error: {health.describe()}", file=sys.stderr)
+    return health.to_dict()
 
 
 def require_fleet(args: Params) -> Fleet:
@@ -442,6 +478,7 @@ def cmd_status(args: Params) -> int:
         recorded_clusters(records, args.app)
     rows = records.status(args.app)
     suspended = Suspensions(client, keys).all()
+    report_fleet_state(client)
     for row in rows:
         row["suspended"] = row.get("application") in suspended
     what = f"No targets of {args.app} recorded" if args.app else "No targets recorded"
@@ -645,9 +682,10 @@ def cmd_get(args: Params) -> int:
     fleet, rows = _targets_of_app(args, records)
     suspended = Suspensions(client, Keys()).is_suspended(args.app)
     summary = _application_summary(fleet, args.app, suspended)
+    fleet_state = report_fleet_state(client)
     if args.output in {"json", "yaml"}:
-        print_listing(args.output, rows, _GET_COLUMNS, name=target_name,
-                      data={"application": summary, "targets": rows})  # fmt: skip
+        data = {"application": summary, "targets": rows, "fleet": fleet_state}
+        print_listing(args.output, rows, _GET_COLUMNS, name=target_name, data=data)
     elif args.output == "name":
         print_listing("name", rows, _GET_COLUMNS, name=target_name)
     else:

@@ -208,9 +208,8 @@ def installation() -> str:
 
 def require_redis() -> str:
     """The installation's Redis URL, after checking it answers (TransientError otherwise)."""
-    from reconciler.store.provision import redis_answers  # noqa: PLC0415
-
     from reconciler.source import redact_url  # noqa: PLC0415
+    from reconciler.store.provision import redis_answers  # noqa: PLC0415
 
     found = current()
     if not redis_answers(found.redis_url):

@@ -133,8 +133,8 @@ def reconciler(context: str | None) -> None:
 def sim(**params: Any) -> int:
     """Run simulated Kubernetes clusters (kubesim).
 
-    In the foreground. Serves N clusters over the real Kubernetes REST API and writes a kubeconfig with one
-    context per cluster. Stops on SIGINT or SIGTERM.
+    In the foreground. Serves N clusters over the real Kubernetes REST API and writes a
+    kubeconfig with one context per cluster. Stops on SIGINT or SIGTERM.
     """
     return handler("cli.local", "cmd_sim")(**params)
 
@@ -160,7 +160,8 @@ def validate(**params: Any) -> int:
 def reconcile(**params: Any) -> int:
     """Reconcile APP now, in this process.
 
-    No Redis or worker needed. Runs on each cluster APP targets (or the --cluster ones). Exit 1 if any target failed.
+    No Redis or worker needed. Runs on each cluster APP targets (or the --cluster ones).
+    Exit 1 if any target failed.
     """
     return handler("cli.local", "cmd_reconcile")(**params)
 
@@ -173,8 +174,9 @@ def reconcile(**params: Any) -> int:
 def diff(**params: Any) -> int:
     """Show what a sync of APP would change.
 
-    On each of its clusters, as kubectl diff: the unified diff of every drifted object (default), exit 0 when
-    nothing differs and 1 when something does. -o table|wide lists the targets.
+    On each of its clusters, as kubectl diff: the unified diff of every drifted object
+    (default), exit 0 when nothing differs and 1 when something does. -o table|wide lists
+    the targets.
     """
     return handler("cli.local", "cmd_diff")(**params)
 
@@ -185,8 +187,8 @@ def diff(**params: Any) -> int:
 def schema(**params: Any) -> int:
     """Print the fleet file's JSON Schema.
 
-    Draft 2020-12, for editors and CI linters. It checks the shape; 'reconciler validate' also checks what needs the whole fleet
-    (duplicate names, templates on every cluster).
+    Draft 2020-12, for editors and CI linters. It checks the shape; 'reconciler validate'
+    also checks what needs the whole fleet (duplicate names, templates on every cluster).
     """
     return handler("cli.local", "cmd_schema")(**params)
 
@@ -287,10 +289,10 @@ def webhook(**params: Any) -> int:
 def up(**params: Any) -> int:  # fmt: skip
     """Run the whole platform in one command.
 
-    Workers, beat, the webhook server and Flower; Redis is REDIS_URL when it answers, else an embedded one; --demo also starts
-    simulated clusters and a local Git repository of sample applications. The
-    installation's connection is written to the context file, where the other commands
-    find it. Children that exit are restarted; Ctrl-C stops everything.
+    Workers, beat, the webhook server and Flower; Redis is REDIS_URL when it answers, else
+    an embedded one; --demo also starts simulated clusters and a local Git repository of
+    sample applications. The installation's connection is written to the context file, where
+    the other commands find it. Children that exit are restarted; Ctrl-C stops everything.
     """
     return handler("cli.components", "cmd_up")(**params)
 
@@ -313,9 +315,10 @@ def up(**params: Any) -> int:  # fmt: skip
 def sync(**params: Any) -> int:  # fmt: skip
     """Force a sync of APP now and report each outcome.
 
-    A fresh Git fetch, then a forced run on each target; waits unless --async. Exit 0 when all are Synced (and Healthy with --health), 1 when any failed, is
-    Degraded or did not get there within --timeout, 2 for bad input. Health is read live
-    from the clusters through the fleet's kubeconfig contexts.
+    A fresh Git fetch, then a forced run on each target; waits unless --async. Exit 0 when
+    all are Synced (and Healthy with --health), 1 when any failed, is Degraded or did not
+    get there within --timeout, 2 for bad input. Health is read live from the clusters
+    through the fleet's kubeconfig contexts.
     """
     return handler("cli.admin", "cmd_sync", redis=True)(**params)
 
@@ -344,7 +347,8 @@ def wait(**params: Any) -> int:
 def get(**params: Any) -> int:
     """Show APP and each of its targets.
 
-    Each target's revision, sync, health, drift, hooks and last error. Exit 1 when a target is not Synced and Healthy.
+    Each target's revision, sync, health, drift, hooks and last error. Exit 1 when a target
+    is not Synced and Healthy.
     """
     return handler("cli.admin", "cmd_get", redis=True)(**params)
 
@@ -356,7 +360,8 @@ def get(**params: Any) -> int:
 def status(**params: Any) -> int:
     """The fleet at a glance, one row per target.
 
-    From the status index. With a fleet file an unknown APP is an error that names the closest one (exit 2).
+    From the status index. With a fleet file an unknown APP is an error that names the
+    closest one (exit 2).
     """
     return handler("cli.admin", "cmd_status", redis=True)(**params)
 
@@ -371,7 +376,8 @@ def status(**params: Any) -> int:
 def history(**params: Any) -> int:
     """The last outcomes of APP, newest first.
 
-    On every cluster, or on --cluster's. Why each run stopped (REASON) and its hooks; -o wide lists every hook of every run.
+    On every cluster, or on --cluster's. Why each run stopped (REASON) and its hooks; -o
+    wide lists every hook of every run.
     """
     return handler("cli.admin", "cmd_history", redis=True)(**params)
 

@@ -104,6 +104,14 @@ def test_an_invalid_fleet_file_is_reported_once_and_the_last_valid_fleet_runs(
         assert invalid.describe().endswith("; running the last valid fleet (1 application)")
         stack.wait_until(lambda: fleet_valid(url) == 0, timeout=30, what="/metrics to say 0",
                          procs=[webhook])  # fmt: skip
+        # The command line lists the targets still, and says the fleet is invalid, once.
+        shown = stack.cli("status", app)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stderr.count(f"error: fleet file {path} is invalid since") == 1
+        assert "running the last valid fleet (1 application)" in shown.stderr
+        assert shown.stdout.splitlines()[1].split()[:2] == [app, "sim-1"]
+        got = stack.cli_json("get", app)
+        assert got["fleet"]["valid"] is False and got["fleet"]["error"] == error
 
         # Scheduled reconciles go on with the last valid fleet, several of them.
         def runs_since_breakage() -> list[dict[str, object]]:
