@@ -310,14 +310,14 @@ def test_webhook_server_logs_each_delivery_in_the_format(
     else:
         entries = json_records(output)
         assert {entry["component"] for entry in entries} == {"webhook"}
-        [accepted] = [e for e in entries if e.get("delivery") == delivery]
-        assert accepted["level"] == "INFO" and accepted["logger"] == "reconciler.webhook"
-        assert accepted["provider"] == "github"
-        assert accepted["repository"] == "https://github.com/Acme/Platform-Apps.git"
-        assert (accepted["ref"], accepted["commit"]) == ("refs/heads/main", PUSH_COMMIT)
-        assert accepted["queued"] == ["web"] and accepted["suspended"] == []
-        [refused] = [e for e in entries if "refused" in e["message"]]
-        assert refused["level"] == "WARNING"
+        [entry] = [e for e in entries if e.get("delivery") == delivery]
+        assert entry["level"] == "INFO" and entry["logger"] == "reconciler.webhook"
+        assert entry["provider"] == "github"
+        assert entry["repository"] == "https://github.com/Acme/Platform-Apps.git"
+        assert (entry["ref"], entry["commit"]) == ("refs/heads/main", PUSH_COMMIT)
+        assert entry["queued"] == ["web"] and entry["suspended"] == []
+        [refusal] = [e for e in entries if "refused" in e["message"]]
+        assert refusal["level"] == "WARNING"
 
 
 def test_worker_logs_in_json_with_the_task_of_each_line(

@@ -9,12 +9,9 @@ not exist, and the separate metrics listener is tested both in process and in a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import platform
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +30,7 @@ from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.webhook import MAX_BODY_BYTES
 from tests.gitrepo import GitRepo
+from tests.test_logs import free_port, process
 from tests.test_webhook_server import (
     DATA,
     FLEET,
@@ -47,7 +45,8 @@ from tests.test_webhook_server import (
     samples,
     send,
 )
-from workers.runtime import FleetFile, build_runtime, reset_runtime
+from workers.fleet_file import FleetFile
+from workers.runtime import build_runtime, reset_runtime
 from workers.webhook_server import WebhookSecrets
 
 ROOT = Path(__file__).parent.parent
@@ -183,15 +182,6 @@ def test_reconciles_by_target_and_cluster_reachability(server: Server) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def fetch(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -225,18 +215,9 @@ def test_a_metrics_listener_of_its_own_in_process(server: Server) -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
 
 
-@contextlib.contextmanager
-def webhook_process(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    code = f"from workers.webhook_server import run; run(host='127.0.0.1', port={port})"
-    with log.open("wb") as out:
-        popen = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
-        yield popen
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=30)
+def serve(port: int) -> str:
+    """The code of a process that serves the webhook as ``reconciler webhook`` does."""
+    return f"from workers.webhook_server import run; run(host='127.0.0.1', port={port})"
 
 
 def _env(parts: Server, redis_url: str, **more: str) -> dict[str, str]:
@@ -254,10 +235,10 @@ def test_run_serves_metrics_on_the_metrics_port_only(
     env = _env(server, redis_url, RECONCILER_METRICS_PORT=str(metrics_port),
                RECONCILER_METRICS_HOST="127.0.0.1")  # fmt: skip
     log = tmp_path / "webhook.log"
-    with webhook_process(env, port, log) as process:
+    with process(serve(port), env, log) as server_process:
         deadline = time.monotonic() + 30
         while True:
-            assert process.poll() is None, log.read_text()
+            assert server_process.poll() is None, log.read_text()
             try:
                 if fetch(f"http://127.0.0.1:{metrics_port}/healthz")[0] == 200:
                     break
@@ -269,8 +250,8 @@ def test_run_serves_metrics_on_the_metrics_port_only(
         assert status == 200 and "reconciler_build_info" in text
         assert fetch(f"http://127.0.0.1:{port}/metrics")[0] == 404
         assert fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200
-        os.killpg(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=30) == 0, log.read_text()
+        os.killpg(server_process.pid, signal.SIGTERM)
+        assert server_process.wait(timeout=30) == 0, log.read_text()
     assert f"metrics on http://127.0.0.1:{metrics_port}/metrics" in log.read_text()
 
 
@@ -279,9 +260,9 @@ def test_run_refuses_the_webhook_port_for_metrics(
 ) -> None:
     port = free_port()
     log = tmp_path / "webhook.log"
-    with webhook_process(_env(server, redis_url, RECONCILER_METRICS_PORT=str(port)), port,
-                         log) as process:  # fmt: skip
-        assert process.wait(timeout=30) != 0
+    env = _env(server, redis_url, RECONCILER_METRICS_PORT=str(port))
+    with process(serve(port), env, log) as server_process:
+        assert server_process.wait(timeout=30) != 0
     assert "RECONCILER_METRICS_PORT" in log.read_text()
 
 
