@@ -26,7 +26,7 @@ def cmd_worker(args: Params) -> int:
     if args.forced_only:
         queues = [q for q in queues if "forced" in q]
     concurrency = args.concurrency or env.worker_concurrency
-    argv = ["worker", "--loglevel", args.loglevel, "-Q", ",".join(queues), "-E",
+    argv = ["worker", "--loglevel", args.loglevel or env.log_level, "-Q", ",".join(queues), "-E",
             "--without-gossip", "--without-mingle"]  # fmt: skip
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
@@ -42,7 +42,8 @@ def cmd_beat(args: Params) -> int:
     require_redis()
     from workers.app import app  # noqa: PLC0415
 
-    app.start(["beat", "--scheduler", "beat.scheduler:FleetScheduler", "--loglevel", args.loglevel])
+    level = args.loglevel or load_settings().log_level
+    app.start(["beat", "--scheduler", "beat.scheduler:FleetScheduler", "--loglevel", level])
     return 0
 
 
@@ -73,7 +74,8 @@ def cmd_webhook(args: Params) -> int:
     require_redis()
     from workers.webhook_server import run  # noqa: PLC0415
 
-    run(host=args.host or load_settings().webhook_host, port=args.port)
+    run(host=args.host or load_settings().webhook_host, port=args.port,
+        metrics_host=args.metrics_host, metrics_port=args.metrics_port)  # fmt: skip
     return 0
 
 

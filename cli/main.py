@@ -213,7 +213,7 @@ def schema(**params: Any) -> int:
 )
 @click.option("--forced-only", is_flag=True, help="serve only forced work (admin syncs, webhooks)")
 @click.option("--hostname", help="Celery node name (default: celery@HOST)")
-@click.option("--loglevel", default="INFO", show_default=True)  # fmt: skip
+@click.option("--loglevel", default=None, help="log level (default: $RECONCILER_LOG_LEVEL or INFO)")
 def worker(**params: Any) -> int:
     """Run a Celery worker that reconciles targets.
 
@@ -224,7 +224,7 @@ def worker(**params: Any) -> int:
 
 @reconciler.command(context_settings=CONTEXT_SETTINGS)
 @config_option
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", default=None, help="log level (default: $RECONCILER_LOG_LEVEL or INFO)")
 def beat(**params: Any) -> int:
     """Run the scheduler: one RedBeat entry per application.
 
@@ -253,6 +253,11 @@ def flower(**params: Any) -> int:  # fmt: skip
 @config_option
 @click.option("--port", type=int, default=8088, show_default=True)
 @click.option("--host", default=None, help="address (default: $RECONCILER_WEBHOOK_HOST)")
+@click.option("--metrics-port", type=int, default=None,
+              help="serve /metrics on this port instead, away from the webhook "
+              "(default: $RECONCILER_METRICS_PORT; 0: beside the webhook)")
+@click.option("--metrics-host", default=None, help="address of the metrics port "
+              "(default: $RECONCILER_METRICS_HOST)")  # fmt: skip
 def webhook(**params: Any) -> int:
     """Serve the Git webhook and /metrics.
 

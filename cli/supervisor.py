@@ -251,11 +251,19 @@ def _write_context(options: UpOptions, env: dict[str, str], redis_url: str) -> P
         path, redis=redis_url, prefix=env.get("RECONCILER_REDIS_PREFIX") or DEFAULT_PREFIX,
         config=env["RECONCILER_CONFIG"], workdir=options.workdir,
         webhook=f"http://{host}:{options.webhook_port}/hooks/git",
-        metrics=f"http://{host}:{options.webhook_port}/metrics",
+        metrics=_metrics_url(options),
         flower=None if options.no_flower else f"http://{host}:{options.flower_port}",
         pid=os.getpid(),
     )  # fmt: skip
     return path
+
+
+def _metrics_url(options: UpOptions) -> str:
+    """Where ``/metrics`` is served: its own port when one is set, else the webhook's."""
+    env = load_settings()
+    if env.metrics_port:
+        return f"http://{env.metrics_host}:{env.metrics_port}/metrics"
+    return f"http://127.0.0.1:{options.webhook_port}/metrics"
 
 
 def _first_pass(fleet: Fleet, env: dict[str, str]) -> None:
@@ -290,7 +298,7 @@ def _children(options: UpOptions) -> list[Child]:
     logs.mkdir(exist_ok=True)
     children = []
     for i in range(1, options.workers + 1):
-        argv = command("worker", "--hostname", f"worker{i}@%h", "--loglevel", "INFO")
+        argv = command("worker", "--hostname", f"worker{i}@%h")
         if options.concurrency:
             argv += ["--concurrency", str(options.concurrency)]
         children.append(Child(f"worker{i}", argv, logs / f"worker{i}.log"))
@@ -313,7 +321,7 @@ def _banner(
           f"clusters, fleet {fleet.path}")  # fmt: skip
     print(f"  redis    {redact_url(redis_url)}{' (embedded)' if embedded else ''}")
     print(f"  webhook  http://127.0.0.1:{options.webhook_port}/hooks/git   "
-          f"metrics http://127.0.0.1:{options.webhook_port}/metrics")  # fmt: skip
+          f"metrics {_metrics_url(options)}")  # fmt: skip
     if not options.no_flower:
         where = f" (login in {flower_auth_file})" if flower_auth_file else ""
         print(f"  flower   http://127.0.0.1:{options.flower_port}{where}")

@@ -266,8 +266,13 @@ def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) ->
 
 
 def _run(
-    rt: Runtime, app_name: str, cluster_name: str, kind: Trigger, revision: str | None,
-    asked: Options, ref: str | None = None,
+    rt: Runtime,
+    app_name: str,
+    cluster_name: str,
+    kind: Trigger,
+    revision: str | None,
+    asked: Options,
+    ref: str | None = None,
 ) -> Outcome:
     """The engine's run, with the process's fleet and caches; never raises our errors."""
     try:

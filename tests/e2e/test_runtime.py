@@ -8,7 +8,6 @@ everything the tests see went through Redis, Celery and the clusters' HTTP API.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import signal
@@ -438,16 +437,23 @@ def test_pool_process_killed_mid_reconcile_is_requeued_at_once(stack: Stack) -> 
     (task_id,) = [t["task_id"] for t in queued["targets"]]
     stack.wait_until(lambda: _started_on_sim1(stack, app), timeout=30,
                      what="the reconcile to start on sim-1")  # fmt: skip
-    sim_port = int(stack.sim.url.rsplit(":", 1)[1].split("/")[0])
 
     def busy_child() -> psutil.Process | None:
-        for child in psutil.Process(worker.pid).children():
-            with contextlib.suppress(psutil.Error):
-                if any(c.raddr and c.raddr.port == sim_port for c in child.net_connections()):
-                    return child
-        return None
+        """The pool process running the target task, as its STARTED state records it.
 
-    child = stack.wait_until(busy_child, timeout=10, what="the pool process talking to sim-1")
+        Celery stores the pool pid with the STARTED state; a socket to the cluster would
+        not tell, since the process that fanned out keeps one open too.
+        """
+        client = redis.Redis.from_url(stack.redis_url)
+        try:
+            raw = client.get(f"{stack.prefix}celery:celery-task-meta-{task_id}")
+        finally:
+            client.close()
+        meta = json.loads(raw or "{}")
+        pid = (meta.get("result") or {}).get("pid") if meta.get("status") == "STARTED" else None
+        return psutil.Process(int(pid)) if pid else None
+
+    child = stack.wait_until(busy_child, timeout=10, what="the pool process running the target")
     child.kill()
     killed = time.monotonic()
     child.wait(timeout=10)
