@@ -229,7 +229,9 @@ def test_kustomize_without_materialiser_uses_given_files() -> None:
 
 def test_kustomize_remote_resources_do_not_reach_the_network() -> None:
     files = _tree({"kustomization.yaml": "resources:\n- https://example.com/x.yaml\n"})
-    with pytest.raises(RenderError, match=r"^kustomization\.yaml: kustomize build failed"):
+    with pytest.raises(
+        RenderError, match=r"^kustomization\.yaml: resources\[0\] .*: remote bases are refused"
+    ):
         render(files)
 
 

@@ -6,15 +6,25 @@ repository materialised in a temporary directory.  The repository is untrusted, 
 build runs without plugins, Helm or exec functions (kubectl's defaults), with the default
 root-only load restrictor, and in the sandbox of ``workspace.run_tool`` (no network, empty
 ``PATH``, a timeout); its errors name the kustomization.
+
+kustomize's load restrictor covers files, not bases: ``resources: [../../../../etc]``
+would build a host directory, and a remote base would be fetched by kustomize itself.
+So before the build every kustomization reachable from the application's path is read
+and every path it names (resources, bases, components, patches, generator files,
+transformers, ...) is resolved on disk, symlinks included; one leaving the repository
+and every remote base are refused with the kustomization file and the entry named.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from reconciler import settings
 from reconciler.errors import RenderError
@@ -33,6 +43,7 @@ __all__ = [
     "KUSTOMIZATION_FILES",
     "KustomizeRunner",
     "Materialise",
+    "check_kustomizations",
     "find_kustomization",
     "kubectl_binary",
     "render_kustomize",
@@ -42,6 +53,133 @@ __all__ = [
 
 #: Names kustomize accepts for the file at the root of a kustomization, in its order.
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
+#: Most kustomizations one application may reach (a guard against pathological trees).
+MAX_KUSTOMIZATIONS = 1_000
+
+# What kustomize would fetch rather than read: URLs, ``transport::address`` (go-getter's
+# ``git::``), scp-like ``user@host:path`` and ``host/org/repo?ref=`` forms.
+_REMOTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*(?:://|::)|[^/:@\s]+@[^/:\s]+:")
+_REMOTE_QUERY = re.compile(r"[?&](?:ref|version|timeout|submodules)=")
+
+#: Fields holding a list of paths, and whether a folder there is another kustomization.
+_PATH_LISTS: Mapping[str, bool] = {
+    "resources": True,
+    "bases": True,
+    "components": True,
+    "transformers": True,
+    "generators": True,
+    "validators": True,
+    "patchesStrategicMerge": False,
+    "crds": False,
+    "configurations": False,
+}
+#: Fields holding a list of mappings whose ``path`` names a file.
+_PATH_ITEMS = ("patches", "patchesJson6902", "replacements")
+#: Generator fields naming files: ``files`` entries are ``[key=]path``.
+_GENERATORS = ("configMapGenerator", "secretGenerator")
+
+
+def _is_remote(entry: str) -> bool:
+    return bool(_REMOTE.match(entry) or _REMOTE_QUERY.search(entry))
+
+
+def _named_paths(data: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """``(field, path, may_be_kustomization)`` for every path a kustomization names.
+
+    Inline values (a patch or a generator configuration written in the file, recognised
+    by a line break) name no path and are skipped, as kustomize reads them as YAML.
+    """
+    for field, recurse in _PATH_LISTS.items():
+        values = data.get(field)
+        if isinstance(values, list):
+            for index, value in enumerate(values):
+                if isinstance(value, str) and "\n" not in value:
+                    yield f"{field}[{index}]", value, recurse
+    for field in _PATH_ITEMS:
+        items = data.get(field)
+        if isinstance(items, list):
+            for index, item in enumerate(items):
+                if isinstance(item, Mapping) and isinstance(item.get("path"), str):
+                    yield f"{field}[{index}].path", item["path"], False
+    for field in _GENERATORS:
+        generators = data.get(field)
+        if not isinstance(generators, list):
+            continue
+        for index, generator in enumerate(generators):
+            if not isinstance(generator, Mapping):
+                continue
+            where = f"{field}[{index}]"
+            for key in ("files", "envs"):
+                values = generator.get(key)
+                if isinstance(values, list):
+                    for number, value in enumerate(values):
+                        if isinstance(value, str):
+                            name = value.partition("=")[2] if key == "files" else value
+                            yield f"{where}.{key}[{number}]", name or value, False
+            env = generator.get("env")
+            if isinstance(env, str):
+                yield f"{where}.env", env, False
+    openapi = data.get("openapi")
+    if isinstance(openapi, Mapping) and isinstance(openapi.get("path"), str):
+        yield "openapi.path", openapi["path"], False
+    globals_ = data.get("helmGlobals")
+    if isinstance(globals_, Mapping) and isinstance(globals_.get("chartHome"), str):
+        yield "helmGlobals.chartHome", globals_["chartHome"], False
+
+
+def check_kustomizations(root: Path, path: str) -> int:
+    """Refuse a build that would read outside ``root`` or fetch a remote base.
+
+    Walks every kustomization reachable from ``<root>/<path>`` (resources, bases and
+    components that are folders) and resolves each path it names from its folder, with
+    symlinks followed as the kernel would; a path resolving outside the repository, an
+    absolute path and a remote base raise RenderError naming the kustomization file
+    (repository-relative) and the entry.  Paths that do not exist are left for
+    kustomize to report.  Returns how many kustomizations were checked.
+    """
+    real_root = Path(os.path.realpath(root))
+    pending = [path]
+    seen: set[str] = set()
+    while pending:
+        folder = pending.pop()
+        if folder in seen:
+            continue
+        seen.add(folder)
+        if len(seen) > MAX_KUSTOMIZATIONS:
+            raise RenderError(f"{path or '.'}: reaches over {MAX_KUSTOMIZATIONS} kustomizations")
+        directory = real_root / folder if folder else real_root
+        name = next((n for n in KUSTOMIZATION_FILES if (directory / n).is_file()), None)
+        if name is None:
+            continue  # kustomize says a folder without a kustomization cannot be built
+        where = posixpath.join(folder, name) if folder else name
+        documents = load_documents((directory / name).read_bytes(), source=where)
+        data = documents[0].data if documents else None
+        if not isinstance(data, Mapping):
+            continue  # kustomize reports a kustomization that is not a mapping itself
+        for field, entry, recurse in _named_paths(data):
+            shown = f"{where}: {field} {entry!r}"
+            if _is_remote(entry):
+                raise RenderError(
+                    f"{shown}: remote bases are refused (vendor the base into this "
+                    "repository and name it by a relative path)"
+                )
+            if entry.startswith("/") or "\0" in entry:
+                raise RenderError(f"{shown}: absolute paths leave the repository")
+            lexical = posixpath.normpath(posixpath.join(folder, entry))
+            real = Path(os.path.realpath(directory / entry))
+            if real != real_root and real_root not in real.parents:
+                how = (
+                    "leaves the repository"
+                    if lexical == ".." or lexical.startswith("../")
+                    else "leaves the repository through a symlink"
+                )
+                raise RenderError(f"{shown}: {how}")
+            if recurse and real.is_dir():
+                rel = real.relative_to(real_root).as_posix()
+                pending.append("" if rel == "." else rel)
+    return len(seen)
 
 
 def find_kustomization(files: Mapping[str, bytes]) -> str | None:
@@ -100,6 +238,7 @@ def render_kustomize(request: RenderRequest) -> list[RenderedObject]:
         directory = root / request.path if request.path else root
         if not (directory / kustomization).is_file():
             raise RenderError(f"{where}: kustomization not found in the materialised tree")
+        check_kustomizations(root, request.path)
         try:
             output = runner(directory)
         except RenderError as exc:

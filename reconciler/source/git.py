@@ -52,6 +52,9 @@ MAX_EXPORT_BYTES = 512 * 1024 * 1024
 MAX_FILES = 50_000
 #: Symlinks followed while resolving one path, as the kernel's ELOOP limit.
 MAX_SYMLINK_HOPS = 40
+#: Where ``export`` points a symlink that leaves the repository: a path under a device
+#: file, which no process can create, so nothing is ever read through the link.
+REFUSED_LINK_TARGET = "/dev/null/reconciler-refused-symlink"
 #: Seconds one git command may run (a fetch of a big repository included).
 DEFAULT_TIMEOUT = 300.0
 #: Seconds a worker waits for another one's fetch of the same mirror.
@@ -348,6 +351,10 @@ class GitSource:
         For renderers that run external tools (kustomize overlays reach ``../../base``).
         Regular files are written with no executable bits; symlinks are written as
         relative links to their in-repository target, checked as ``read_tree`` does.
+        A symlink leaving the repository (or looping) is not an error here, since the
+        export serves every application of the repository and most never reach it: it is
+        written pointing at ``REFUSED_LINK_TARGET``, which can never exist, so a tool
+        reading through it fails and a renderer's containment check names it.
         """
         remote = _parse_remote(url)
         _check_commit(commit, remote.display)
@@ -368,13 +375,17 @@ class GitSource:
                 blobs.setdefault(entry.sha, []).append(name)
         for name, entry in entries.items():
             if entry.is_link:
-                target = resolver.follow(name)
+                try:
+                    target = resolver.follow(name)
+                except SourceError:
+                    target = REFUSED_LINK_TARGET
                 if target is None:
                     continue  # dangling inside the repository: harmless, nothing to write
                 link = root / name
                 link.parent.mkdir(parents=True, exist_ok=True)
-                rel = posixpath.relpath(target or ".", posixpath.dirname(name) or ".")
-                link.symlink_to(rel)
+                if target != REFUSED_LINK_TARGET:
+                    target = posixpath.relpath(target or ".", posixpath.dirname(name) or ".")
+                link.symlink_to(target)
         for sha, content in self._cat_blobs(remote, mirror, set(blobs)):
             for name in blobs[sha]:
                 target_file = root / name
