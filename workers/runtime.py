@@ -6,13 +6,18 @@ file is re-read when it changes on disk (a stat per task), so a changed fleet ne
 restart, and while it is invalid tasks run the last valid fleet (``workers.fleet_file``;
 the worker's main process reports the breakage, once).  The engine's source and render
 stages go through Redis: the revision of a (repo, revision) is resolved once across all
-workers (single-flight), and a commit's render is computed once and shared.
+workers (single-flight), and a commit's render is computed once and shared.  A render
+that holds Secrets is shared without their values (``RenderCache``): a process that needs
+them renders again and keeps that full render in its own memory (:class:`RenderMemory`),
+which never leaves the process.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,11 @@ from reconciler.engine import Engine, RenderInput
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fleet import Fleet, Source
 from reconciler.kube import ClientFactory
+from reconciler.masking import is_secret
 from reconciler.render import RenderedObject
 from reconciler.settings import load as load_settings
 from reconciler.source import GitSource, default_cache_dir
-from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache
+from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache, has_redacted
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
@@ -35,6 +41,9 @@ from workers.fleet_file import FleetFile, inherited_fleet
 
 #: Seconds a resolved revision is reused before Git is asked again.
 REVISION_TTL = load_settings().revision_ttl
+#: Full renders (Secrets included) a process keeps in memory: enough for every
+#: application with Secrets that one worker process reconciles at a commit.
+RENDER_MEMORY_ENTRIES = 64
 
 
 def fleet_path() -> str:
@@ -43,6 +52,36 @@ def fleet_path() -> str:
     if not path:
         raise ConfigError("RECONCILER_CONFIG is not set: workers and beat need the fleet file")
     return path
+
+
+class RenderMemory:
+    """This process's own full renders (Secret values included), least recently used first.
+
+    The shared cache holds Secrets by identity only, so without this a process would
+    render an application with Secrets again for every target it runs.  Kept in process
+    memory only: never written to Redis, a file or a log, gone when the process ends.
+    Callers get copies, so one run's changes cannot reach the next.
+    """
+
+    def __init__(self, entries: int = RENDER_MEMORY_ENTRIES) -> None:
+        self.entries = entries
+        self._renders: OrderedDict[tuple[str, str], list[RenderedObject]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, commit: str, key: str) -> list[RenderedObject] | None:
+        with self._lock:
+            found = self._renders.get((commit, key))
+            if found is None:
+                return None
+            self._renders.move_to_end((commit, key))
+        return copy.deepcopy(found)
+
+    def put(self, commit: str, key: str, objects: list[RenderedObject]) -> None:
+        with self._lock:
+            self._renders[(commit, key)] = copy.deepcopy(objects)
+            self._renders.move_to_end((commit, key))
+            while len(self._renders) > self.entries:
+                self._renders.popitem(last=False)
 
 
 @dataclass
@@ -58,6 +97,7 @@ class Runtime:
     renders: RenderCache
     forced: ForcedSyncs
     metrics: ReconcileMetrics
+    full_renders: RenderMemory = field(default_factory=RenderMemory)
 
     def fleet(self) -> Fleet:
         """The fleet in force now: the last valid one while the file is invalid.
@@ -92,20 +132,34 @@ class Runtime:
 
         The key covers everything a render depends on (path, Helm values and value files,
         Jsonnet arguments, the cluster version a chart sees), so targets share a render
-        exactly when it would come out the same.
+        exactly when it would come out the same.  The shared cache holds Secrets by
+        identity only; a render with Secrets comes from this process's memory, else from
+        Git again (the commit is fixed, so the render is the same, unless a chart makes
+        up random values, which differ between renders whatever caches them).
         """
         key = spec.key()
+        full = self.full_renders.get(commit, key)
+        if full is not None:
+            return full
         cached = self.renders.get(commit, key)
-        if cached is not None:
-            return [RenderedObject(**item) for item in cached]
+        if cached is not None and not has_redacted(cached):
+            return [_rendered_object(item) for item in cached]
         objects = self.engine.render_from_git(spec, commit)
-        self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
+        if any(is_secret(obj.manifest) for obj in objects):
+            self.full_renders.put(commit, key, objects)
+        if cached is None:
+            self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
         return objects
 
 
 def _rendered_dict(obj: RenderedObject) -> dict[str, Any]:
     return {"manifest": obj.manifest, "source": obj.source, "line": obj.line,
             "index": obj.index, "item": obj.item}  # fmt: skip
+
+
+def _rendered_object(item: dict[str, Any]) -> RenderedObject:
+    return RenderedObject(manifest=item["manifest"], source=item["source"], line=item["line"],
+                          index=item["index"], item=item.get("item"))  # fmt: skip
 
 
 _runtime: Runtime | None = None

@@ -10,7 +10,8 @@ server and a hundred identical kustomize builds.  So:
   lock that is renewed while the resolver runs and expires if its holder dies); the others
   wait for its answer.
 * ``RenderCache`` keeps a commit's rendered objects, compressed: a commit never changes,
-  so neither does what it renders to with the same path and options.
+  so neither does what it renders to with the same path and options.  Secrets are kept
+  by identity only (see :class:`RenderCache`): their values never rest in Redis.
 * ``ForcedSyncs`` remembers that a forced sync of a target is already queued, so a burst of
   webhooks or admin clicks queues one task, not fifty.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import redis
 
 from reconciler.errors import LockBusy, TransientError
+from reconciler.masking import is_secret, secret_identity
 from reconciler.store.keys import Keys, repo_hash
 from reconciler.store.lock import FIRST_POLL, TargetLock, jittered
 
@@ -44,6 +46,8 @@ MAX_FLIGHT_POLL = 0.1
 DEFAULT_RENDER_TTL = 3600.0
 #: Compressed renders larger than this are not cached: they would crowd Redis out.
 MAX_RENDER_BYTES = 32 * 1024 * 1024
+#: Field set on a cached item whose manifest is a Secret reduced to its identity.
+REDACTED = "redacted"
 
 
 def _text(value: bytes | str) -> str:
@@ -178,6 +182,18 @@ class RevisionCache:
 class RenderCache:
     """Rendered objects by commit and render input, compressed JSON with a sliding TTL.
 
+    A Secret is stored as its identity only (``apiVersion``, ``kind``, name, namespace),
+    marked ``"redacted": true``; its data, stringData, labels and annotations are dropped
+    on the way in.  Redis is shared by every component, readable by anyone who can reach
+    it, copied by its backups and replicas: the cache must not become the one place
+    where every Secret of every application rests in plain text (base64 is not
+    encryption).  :func:`has_redacted` tells a reader that a render needs its Secrets
+    back; the worker then renders again from Git, which holds them anyway, and keeps the
+    full render in its own memory (``workers.runtime``).  Encrypting the values instead
+    would keep them shareable, but every worker host would need one key that Redis never
+    sees, to be generated, distributed and rotated; re-rendering costs one render per
+    worker process per commit of an application with Secrets and needs no key at all.
+
     The values are binary, so the client must not decode responses.
     """
 
@@ -193,7 +209,10 @@ class RenderCache:
         return bool(self.client.exists(self.keys.render(commit, path_key)))
 
     def get(self, commit: str, path_key: str) -> list[dict[str, Any]] | None:
-        """The objects stored for (``commit``, ``path_key``), or None; a hit stays longer."""
+        """The objects stored for (``commit``, ``path_key``), or None; a hit stays longer.
+
+        Secrets come back as identities marked ``redacted`` (:func:`has_redacted`).
+        """
         raw = self.client.getex(self.keys.render(commit, path_key), px=_ms(self.ttl))
         if not isinstance(raw, bytes):
             return None
@@ -206,12 +225,29 @@ class RenderCache:
         return objects
 
     def put(self, commit: str, path_key: str, objects: list[dict[str, Any]]) -> None:
-        """Store the render of ``path_key`` (path plus render options) at ``commit``."""
-        payload = json.dumps(objects, separators=(",", ":"), ensure_ascii=False)
+        """Store the render of ``path_key`` (path plus render options) at ``commit``.
+
+        Each item is ``{"manifest": ..., ...}``; a Secret's manifest is stored as its
+        identity only, whatever the caller passes.
+        """
+        stored = [_without_secret_values(item) for item in objects]
+        payload = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
         data = zlib.compress(payload.encode("utf-8"), 6)
         if len(data) > MAX_RENDER_BYTES:
             return
         self.client.set(self.keys.render(commit, path_key), data, px=_ms(self.ttl))
+
+
+def _without_secret_values(item: dict[str, Any]) -> dict[str, Any]:
+    manifest = item.get("manifest")
+    if not isinstance(manifest, dict) or not is_secret(manifest):
+        return item
+    return {**item, "manifest": secret_identity(manifest), REDACTED: True}
+
+
+def has_redacted(objects: list[dict[str, Any]]) -> bool:
+    """Whether a cached render stands in for Secrets it does not hold."""
+    return any(item.get(REDACTED) for item in objects)
 
 
 class ForcedSyncs:
