@@ -513,6 +513,7 @@ def test_round_trip_through_to_dict() -> None:
         again = parse_fleet(fleet.to_yaml(), source="again.yaml", base_dir="/elsewhere")
         assert again.clusters == fleet.clusters
         assert again.applications == fleet.applications
+        assert again.projects == fleet.projects
         assert again.fingerprint() == fleet.fingerprint()
 
 

@@ -1,19 +1,20 @@
 """Checks that need the whole fleet, run once every entry has been validated on its own.
 
 Pydantic validates each value where it stands; some rules need several entries at once:
-names are unique, a selector's names exist, and every templated path renders (and stays
-in its repository) on every cluster the application selects.  They run on the entries
+names are unique, a selector's names exist, an application's project exists and admits its
+destination namespace, and every templated path renders (and stays in its repository) on
+every cluster the application selects.  They run on the entries
 that validated, so a user sees these problems together with every other one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from reconciler.fleet.messages import Loc, Problem, known, quote
-from reconciler.fleet.model import Application, Cluster
+from reconciler.fleet.model import DEFAULT_PROJECT, Application, Cluster, Project
 from reconciler.fleet.paths import MissingLabel, PathError, static_problems, target_paths
 
 __all__ = ["Entry", "Findings", "check_fleet"]
@@ -45,20 +46,60 @@ class Findings:
 
 
 def check_fleet(
-    clusters: Sequence[Entry[Cluster]], applications: Sequence[Entry[Application]]
+    clusters: Sequence[Entry[Cluster]],
+    applications: Sequence[Entry[Application]],
+    *,
+    projects: Sequence[Entry[Project]] = (),
 ) -> Findings:
     """Every whole-fleet problem of these entries, in the order of the file."""
     findings = Findings()
     findings.errors += _duplicates("clusters", clusters)
+    findings.errors += _duplicates("projects", projects)
     repeated = _duplicates("applications", applications)
     findings.errors += repeated
     skipped = {problem.loc[1] for problem in repeated}
     names = sorted({e.written_name for e in clusters if isinstance(e.written_name, str)})
     valid = [entry.value for entry in clusters if entry.value is not None]
+    written: dict[str, Project | None] = {}
+    for project in projects:  # the first of duplicates counts, as it is the one reported
+        if isinstance(project.written_name, str):
+            written.setdefault(project.written_name, project.value)
     for index, entry in enumerate(applications):
         if entry.value is not None and index not in skipped:
+            _check_project(findings, index, entry.value, written)
             _check_application(findings, index, entry.value, clusters=valid, names=names)
     return findings
+
+
+def _check_project(
+    findings: Findings, index: int, app: Application, projects: Mapping[str, Project | None]
+) -> None:
+    """The project named exists, and its destinations admit the application's namespace.
+
+    An invalid project is reported where it is written; its applications are not blamed
+    for it again.
+    """
+    name = app.project
+    if name is not None and name not in projects and name != DEFAULT_PROJECT:
+        written = sorted(str(n) for n in projects)
+        findings.errors.append(
+            Problem(
+                ("applications", index, "project"),
+                f"unknown project {quote(name)}" + known(name, written),
+            )
+        )
+        return
+    project = projects.get(name or DEFAULT_PROJECT)
+    namespace = app.destination.namespace
+    if project is not None and namespace and not project.permits_namespace(namespace):
+        allowed = ", ".join(project.destinations.namespaces)
+        findings.errors.append(
+            Problem(
+                ("applications", index, "destination", "namespace"),
+                f"{quote(namespace)} is not a destination of project {quote(project.name)} "
+                f"(destinations.namespaces: {allowed})",
+            )
+        )
 
 
 def _duplicates(collection: str, entries: Sequence[Entry[T]]) -> list[Problem]:

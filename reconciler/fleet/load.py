@@ -33,7 +33,7 @@ from reconciler.fleet.messages import (
     quote,
     suggestion,
 )
-from reconciler.fleet.model import Application, Cluster, Fleet, FleetFile
+from reconciler.fleet.model import Application, Cluster, Fleet, FleetFile, Project
 from reconciler.model import type_name
 from reconciler.yamlio import load_documents
 
@@ -42,10 +42,11 @@ __all__ = ["load_fleet", "parse_fleet"]
 _FILE = TypeAdapter(FleetFile)
 _ITEMS: dict[str, TypeAdapter[Any]] = {
     "clusters": TypeAdapter(Cluster),
+    "projects": TypeAdapter(Project),
     "applications": TypeAdapter(Application),
 }
 #: Where each part of the file comes in the report: as it is read, top to bottom.
-_SECTIONS = {"defaults": 1, "clusters": 2, "applications": 3}
+_SECTIONS = {"defaults": 1, "clusters": 2, "projects": 3, "applications": 4}
 
 _MISSING = {"missing", "missing_argument", "missing_keyword_only_argument"}
 _UNKNOWN = {"unexpected_keyword_argument", "extra_forbidden"}
@@ -81,14 +82,18 @@ def parse_fleet(text: str | bytes, *, source: str, base_dir: str) -> Fleet:
         # By alias only: the file's field names are the camelCase ones.
         fleet_file = _FILE.validate_python(document, context=context, by_alias=True, by_name=False)
         clusters: list[Cluster | None] = list(fleet_file.clusters)
+        projects: list[Project | None] = list(fleet_file.projects)
         applications: list[Application | None] = list(fleet_file.applications)
     except ValidationError as exc:
         problems += _problems(exc)
         # The entries that are valid on their own still go through the fleet checks.
         clusters = _valid_items("clusters", document, context)
+        projects = _valid_items("projects", document, context)
         applications = _valid_items("applications", document, context)
     findings = check_fleet(
-        _entries("clusters", document, clusters), _entries("applications", document, applications)
+        _entries("clusters", document, clusters),
+        _entries("applications", document, applications),
+        projects=_entries("projects", document, projects),
     )
     problems += findings.errors
     if problems:
@@ -99,6 +104,7 @@ def parse_fleet(text: str | bytes, *, source: str, base_dir: str) -> Fleet:
         applications=tuple(a for a in applications if a is not None),
         path=source,
         warnings=tuple(_line(source, p, document) for p in findings.warnings),
+        projects=tuple(p for p in projects if p is not None),
     )
 
 

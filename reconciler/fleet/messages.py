@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: The collections whose items are "entries" in messages, in the order of the file.
-COLLECTIONS = ("clusters", "applications")
+COLLECTIONS = ("clusters", "projects", "applications")
 #: The pydantic error type of every problem worded by this package.
 ERROR_TYPE = "fleet"
 

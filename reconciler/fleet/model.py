@@ -15,6 +15,7 @@ dict keys hold them, and one fleet is shared by every thread of a worker.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import math
@@ -71,6 +72,7 @@ __all__ = [
     "MIN_INTERVAL_SECONDS",
     "Application",
     "Cluster",
+    "ClusterResources",
     "ClusterSelector",
     "Destination",
     "DirectorySource",
@@ -82,7 +84,11 @@ __all__ = [
     "JsonnetArg",
     "JsonnetSource",
     "LabelRequirement",
+    "NamespaceResources",
     "Operator",
+    "Project",
+    "ProjectDestinations",
+    "ResourceRule",
     "Source",
     "SyncPolicy",
     "Target",
@@ -651,6 +657,135 @@ class Source(_Model):
 
 
 # --------------------------------------------------------------------------------------
+# Projects: where a group of applications may write, and what
+# --------------------------------------------------------------------------------------
+
+#: A glob (``team-*``, ``*``) as Go's ``filepath.Match`` and Python's ``fnmatch`` read it.
+Glob = Required
+
+
+def _kind_of(key: ObjectKey) -> str:
+    return f"{key.kind}.{key.group}" if key.group else key.kind
+
+
+def _shown_rules(rules: Iterable[ResourceRule]) -> str:
+    return ", ".join(str(rule) for rule in rules) or "none"
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ResourceRule(_Model):
+    """A group and a kind, each a glob (Argo CD's ``{group, kind}`` entries)."""
+
+    kind: Glob
+    """The kind, or a glob such as "*"."""
+    group: Text = ""
+    """The API group; empty for the core group, "*" for any."""
+
+    def matches(self, key: ObjectKey) -> bool:
+        """Whether the object identified by ``key`` is of this group and kind."""
+        return fnmatch.fnmatchcase(key.group, self.group) and fnmatch.fnmatchcase(
+            key.kind, self.kind
+        )
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class NamespaceResources(_Model):
+    """Namespaced kinds a project's applications may write: every kind unless told.
+
+    Argo CD's ``namespaceResourceWhitelist`` and ``namespaceResourceBlacklist``.
+    """
+
+    allow: tuple[ResourceRule, ...] = (ResourceRule(kind="*", group="*"),)
+    """Kinds allowed; every kind when absent."""
+    deny: tuple[ResourceRule, ...] = ()
+    """Kinds refused even when allowed."""
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ClusterResources(_Model):
+    """Cluster-scoped kinds a project's applications may write: none unless listed.
+
+    Argo CD's ``clusterResourceWhitelist`` and ``clusterResourceBlacklist``: a cluster-scoped
+    object (a ClusterRole, a Namespace, a CRD) reaches every tenant of the cluster, so it
+    is refused unless the project says otherwise.
+    """
+
+    allow: tuple[ResourceRule, ...] = ()
+    """Kinds allowed; none when absent."""
+    deny: tuple[ResourceRule, ...] = ()
+    """Kinds refused even when allowed."""
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class ProjectDestinations(_Model):
+    """Where a project's applications may write (Argo CD's ``destinations``)."""
+
+    namespaces: tuple[Glob, ...] = ("*",)
+    """Namespaces, as globs ("team-a", "team-a-*"); every namespace when absent."""
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class Project(_Model):
+    """A group of applications and what they may write where, as Argo CD's AppProject.
+
+    An application names its project (``applications[].project``); one without a project
+    belongs to the project called ``default`` when the file defines one, and is otherwise
+    unrestricted, so a fleet file without projects behaves as it always did.
+    """
+
+    name: Name
+    """The project's name (a DNS-1123 label)."""
+    description: Text = ""
+    """What the project is for."""
+    destinations: ProjectDestinations = Field(default_factory=ProjectDestinations)
+    """Where its applications may write."""
+    namespace_resources: NamespaceResources = Field(default_factory=NamespaceResources)
+    """Namespaced kinds its applications may write."""
+    cluster_resources: ClusterResources = Field(default_factory=ClusterResources)
+    """Cluster-scoped kinds its applications may write."""
+
+    def permits_namespace(self, namespace: str) -> bool:
+        """Whether ``namespace`` is one of the project's destinations."""
+        return any(fnmatch.fnmatchcase(namespace, p) for p in self.destinations.namespaces)
+
+    def refusal(self, key: ObjectKey) -> str:
+        """Why an application of this project may not write ``key``, or "" when it may.
+
+        ``key`` is a finalized object's: cluster-scoped objects have no namespace.
+        """
+        shown = quote(self.name)
+        if not key.namespace:
+            rules, field = self.cluster_resources.allow, "clusterResources"
+            denied = self.cluster_resources.deny
+            if not any(rule.matches(key) for rule in rules):
+                return (
+                    f"cluster-scoped kind {_kind_of(key)} is not in {field}.allow of project "
+                    f"{shown} (allowed: {_shown_rules(rules)})"
+                )
+        else:
+            if not self.permits_namespace(key.namespace):
+                allowed = ", ".join(self.destinations.namespaces)
+                return (
+                    f"namespace {quote(key.namespace)} is not a destination of project "
+                    f"{shown} (destinations.namespaces: {allowed})"
+                )
+            rules, field = self.namespace_resources.allow, "namespaceResources"
+            denied = self.namespace_resources.deny
+            if not any(rule.matches(key) for rule in rules):
+                return (
+                    f"kind {_kind_of(key)} is not in {field}.allow of project {shown} "
+                    f"(allowed: {_shown_rules(rules)})"
+                )
+        refused = next((rule for rule in denied if rule.matches(key)), None)
+        if refused is not None:
+            return f"kind {_kind_of(key)} is refused by {field}.deny ({refused}) of project {shown}"
+        return ""
+
+
+# --------------------------------------------------------------------------------------
 # Applications
 # --------------------------------------------------------------------------------------
 
@@ -771,6 +906,8 @@ class Application(_Model):
     """How they are kept in sync; unset fields come from defaults.sync."""
     ignore_differences: tuple[IgnoreRule, ...] = ()
     """Fields the diff does not compare."""
+    project: Name | None = None
+    """The project whose rules bind it (projects[].name); "default", when defined, if absent."""
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -787,6 +924,8 @@ class FleetFile(_Model):
 
     clusters: tuple[Cluster, ...] = ()
     """The clusters of the fleet."""
+    projects: tuple[Project, ...] = ()
+    """Groups of applications and what they may write where; none restricts nothing."""
     applications: tuple[Application, ...] = ()
     """The applications, each reconciled on every cluster it selects."""
     defaults: Defaults = Field(default_factory=Defaults)
@@ -832,6 +971,9 @@ _FILE = TypeAdapter(FleetFile)
 _WRITTEN = ConfigDict(ser_json_inf_nan="constants")
 _CLUSTERS = TypeAdapter(tuple[Cluster, ...], config=_WRITTEN)
 _APPLICATIONS = TypeAdapter(tuple[Application, ...], config=_WRITTEN)
+_PROJECTS = TypeAdapter(tuple[Project, ...], config=_WRITTEN)
+#: The project an application without ``project`` belongs to, when the file defines it.
+DEFAULT_PROJECT = "default"
 
 
 class _Schema(GenerateJsonSchema):
@@ -887,6 +1029,8 @@ class Target:
     cluster: Cluster
     path: str
     value_files: tuple[str, ...] = ()
+    #: The rules of the application's project; None: the application is unrestricted.
+    project: Project | None = None
 
     @property
     def name(self) -> str:
@@ -907,6 +1051,7 @@ class Fleet:
     applications: tuple[Application, ...]
     path: str
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    projects: tuple[Project, ...] = ()
 
     def cluster(self, name: str) -> Cluster:
         """The cluster called ``name``; ConfigError naming close known names otherwise."""
@@ -930,6 +1075,11 @@ class Fleet:
             f"{self.path}: unknown application {quote(name)}"
             + known(name, [a.name for a in self.applications])
         )
+
+    def project_of(self, app: Application) -> Project | None:
+        """The project whose rules bind ``app``; None when nothing restricts it."""
+        wanted = app.project or DEFAULT_PROJECT
+        return next((p for p in self.projects if p.name == wanted), None)
 
     def targets(self, app: Application) -> list[Cluster]:
         """The clusters ``app`` goes to, in the order the fleet file lists them."""
@@ -971,7 +1121,7 @@ class Fleet:
                     name=app,
                 )
             ) from None
-        return Target(application, member, path, value_files)
+        return Target(application, member, path, value_files, self.project_of(application))
 
     def source_path(self, app: Application, cluster: Cluster) -> str:
         """``app``'s manifest path for ``cluster`` (``"."`` for the root); see :meth:`target`."""
@@ -987,13 +1137,22 @@ class Fleet:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        """The fleet with every default filled in; ``parse_fleet`` reads it back unchanged."""
-        return {
+        """The fleet with every default filled in; ``parse_fleet`` reads it back unchanged.
+
+        ``projects`` and ``applications[].project`` appear only when written, so the
+        fingerprint of a fleet without projects is what it was before they existed.
+        """
+        applications = _APPLICATIONS.dump_python(self.applications, mode="json", by_alias=True)
+        for app in applications:
+            if app.get("project") is None:
+                app.pop("project", None)
+        data: dict[str, Any] = {
             "clusters": _CLUSTERS.dump_python(self.clusters, mode="json", by_alias=True),
-            "applications": _APPLICATIONS.dump_python(
-                self.applications, mode="json", by_alias=True
-            ),
+            "applications": applications,
         }
+        if self.projects:
+            data["projects"] = _PROJECTS.dump_python(self.projects, mode="json", by_alias=True)
+        return data
 
     def to_yaml(self) -> str:
         """:meth:`to_dict` as YAML, for ``-o yaml`` and for writing a normalised file."""
