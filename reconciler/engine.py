@@ -18,7 +18,11 @@ rules kept here, not in callers:
 * a change the server refuses as immutable fails naming the field, unless the object
   allows replacement (``Replace=true``): then it is deleted and created again;
 * prune candidates are "last inventory, plus live objects carrying both ownership labels,
-  minus desired now"; never when the render came out empty unless ``allowEmpty``.
+  minus desired now"; never when the render came out empty unless ``allowEmpty``;
+* an object another application owns, or one outside the project's allow-lists, fails
+  the target before anything is written (``OwnedElsewhere``, ``NotPermitted``); only
+  objects whose live labels name this application are pruned, and never a Namespace that
+  holds another application's objects.
 """
 
 from __future__ import annotations
@@ -38,10 +42,20 @@ from reconciler import inventory as inv
 from reconciler.errors import ClusterUnavailable, Invalid, ReconcilerError, RenderError
 from reconciler.fleet import Source, Target
 from reconciler.health import aggregate, health_of
-from reconciler.hooks import DeletePolicy, Hook, HookResult, Phase
+from reconciler.hooks import DeletePolicy, Hook, HookResult, Phase, is_hook
 from reconciler.kube.client import ClientFactory, KubeClient
-from reconciler.model import Action, Health, Manifest, ObjectKey, SyncStatus, group_of
+from reconciler.model import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    Action,
+    Health,
+    Manifest,
+    ObjectKey,
+    SyncStatus,
+    group_of,
+)
 from reconciler.outcome import Change, HookRun, Outcome, Problem, Reason, Trigger, timestamp
+from reconciler.ownership import namespaces_to_prune, neighbours
 from reconciler.plan import Plan, plan
 from reconciler.render import (
     DirectoryOptions,
@@ -244,19 +258,32 @@ class Engine:
                     kube.get("", "ConfigMap", inv.NAMESPACE, inv.name_for(app.name))
                 )
                 live = self._read_live(kube, app.name, desired, inventory)
+            # 4. Plan, pure: drift, what to refuse, write, prune and run.  It needs who
+            #    owns the live copy of each desired object, and for a Namespace it may
+            #    prune, which other applications have objects in it.
+            with _stage(Reason.LIVE_STATE_FAILED):
+                live += self._read_unowned(kube, desired, live)
+                neighbours = self._read_neighbours(kube, app.name, desired, live)
             applied.objects = {ObjectKey.of(o): o for o in live}
-            # 4. Plan, pure: drift, what to write, prune and run.
             with _stage(Reason.RENDER_FAILED):
                 policy = (app.sync if options.prune is None
                           else dataclasses.replace(app.sync, prune=options.prune))  # fmt: skip
                 the_plan = plan(desired, live, inventory, policy, trigger, commit,
-                                app=app.name, ignore=app.ignore_differences)  # fmt: skip
+                                app=app.name, ignore=app.ignore_differences,
+                                rules=target.project, neighbours=neighbours)  # fmt: skip
             outcome.drift.extend(the_plan.drift)
+            if the_plan.refused:  # nothing is written, not even in a dry run's report
+                raise _Stop(the_plan.refused[0].reason, [
+                    Problem(r.message, False, str(r.key)) for r in the_plan.refused
+                ])  # fmt: skip
             outcome.changes.extend(Change(str(k), Action.UNCHANGED) for k in the_plan.unchanged)
             # 5. Sync, when the plan says so.
             if the_plan.sync and not options.dry_run:
                 executed = True
-                self._sync(kube, target, the_plan, inventory, options, outcome, applied)
+                try:
+                    self._sync(kube, target, the_plan, inventory, options, outcome, applied)
+                finally:
+                    _note_adopted(outcome, the_plan)
         except _Stop as stop:
             outcome.reason = stop.reason.value
             outcome.errors.extend(stop.problems)
@@ -353,6 +380,46 @@ class Engine:
                 continue  # not served (yet): a CRD of this very run, or a deleted one
             live.extend(kube.list_owned(group, kind, app))
         return live
+
+    def _read_unowned(
+        self, kube: KubeClient, desired: Sequence[Manifest], live: Sequence[Manifest]
+    ) -> list[Manifest]:
+        """The live copy of each desired object not listed as this application's.
+
+        Whoever owns it, the plan must see it: to refuse another application's object, or
+        to adopt one nobody owns.  A first sync pays one read per object; later runs find
+        their objects in the owned lists and pay nothing.
+        """
+        listed = {ObjectKey.of(o) for o in live}
+        found: list[Manifest] = []
+        for obj in desired:
+            key = ObjectKey.of(obj)
+            if key in listed or not key.name or is_hook(obj):
+                continue
+            if kube.kind(key.group, key.kind) is None:
+                continue  # a kind this very run creates: nothing of it exists yet
+            copy = kube.get(key.group, key.kind, key.namespace, key.name)
+            if copy is not None:
+                copy.setdefault("apiVersion", obj["apiVersion"])
+                copy.setdefault("kind", key.kind)
+                found.append(copy)
+        return found
+
+    def _read_neighbours(
+        self, kube: KubeClient, app: str, desired: Sequence[Manifest], live: Sequence[Manifest]
+    ) -> dict[str, frozenset[str]]:
+        """Other applications' namespaces, from their inventories; read only when a
+        Namespace of this application may be pruned."""
+        if not namespaces_to_prune(desired, live, app=app):
+            return {}
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{inv.INVENTORY_LABEL}"
+        found = kube.list_selected("", "ConfigMap", selector, namespace=inv.NAMESPACE)
+        inventories = {
+            str(((o.get("metadata") or {}).get("labels") or {}).get(inv.INVENTORY_LABEL, "")):
+                inv.from_configmap(o)
+            for o in found
+        }  # fmt: skip
+        return neighbours(inventories, app=app)
 
     # -- the sync ------------------------------------------------------------------------
 
@@ -801,6 +868,16 @@ def _health(the_plan: Plan | None, applied: _Applied, outcome: Outcome) -> Healt
     if outcome.errors and not applied.objects:
         return Health.UNKNOWN
     return health
+
+
+def _note_adopted(outcome: Outcome, the_plan: Plan) -> None:
+    """Say so on the change of each object this run took over from no owner."""
+    adopted = {str(k) for k in the_plan.adopted}
+    outcome.changes[:] = [
+        dataclasses.replace(c, reason=c.reason or "adopted: the live object had no owner")
+        if c.object in adopted and c.action in (Action.CONFIGURED, Action.REPLACED) else c
+        for c in outcome.changes
+    ]  # fmt: skip
 
 
 def _verdict(outcome: Outcome, the_plan: Plan | None, *, executed: bool) -> SyncStatus:

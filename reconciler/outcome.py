@@ -37,6 +37,10 @@ class Reason(StrEnum):
     SOURCE_FAILED = "SourceFailed"
     RENDER_FAILED = "RenderFailed"
     LIVE_STATE_FAILED = "LiveStateFailed"
+    #: A desired object's live copy belongs to another application; nothing was written.
+    OWNED_ELSEWHERE = "OwnedElsewhere"
+    #: A desired object is outside its project's allow-lists; nothing was written.
+    NOT_PERMITTED = "NotPermitted"
     NAMESPACE_MISSING = "NamespaceMissing"
     DRY_RUN_REJECTED = "DryRunRejected"
     APPLY_FAILED = "ApplyFailed"

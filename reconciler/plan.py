@@ -1,12 +1,14 @@
 """What one sync of one target will do, decided before anything is written.
 
 gitops-engine separates ``Reconcile`` (pair desired and live) from the sync that acts on
-it; this is our half in between: given the rendered objects, the live ones, the inventory
-and the sync policy, ``plan`` says what drifted, whether this run syncs at all, what to
-write and in which stage (Namespaces and CRDs first, then the waves), what to prune and
-what to keep, and which hooks run in which phase.  The engine then only executes it, so
-every rule that decides *what* happens is here, pure, and tested by tables of YAML cases
-(``tests/data/plan/``); the engine decides only *how* (requests, waits, retries).
+it; this is our half in between: given the rendered objects, the live ones, the inventory,
+the sync policy and the project's rules, ``plan`` says what drifted, what this run must
+refuse to touch (objects of other applications, objects outside the project), whether it
+syncs at all, what to write and in which stage (Namespaces and CRDs first, then the waves),
+what to prune and what to keep, and which hooks run in which phase.  The engine then only
+executes it, so every rule that decides *what* happens is here (ownership and project rules
+in ``reconciler.ownership``), pure, and tested by tables of YAML cases (``tests/data/plan/``);
+the engine decides only *how* (requests, waits, retries).
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from reconciler.hooks import Hook, Phase, SkippedHook, classify, is_hook
 from reconciler.inventory import Inventory
 from reconciler.masking import masked
 from reconciler.model import (
-    APP_LABEL,
-    MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE,
     PRUNE_ANNOTATION,
     Manifest,
     ObjectKey,
@@ -33,6 +32,7 @@ from reconciler.model import (
 )
 from reconciler.order import apply_order_key, sort_for_apply, sort_for_prune, sync_wave
 from reconciler.outcome import Drift, Trigger
+from reconciler.ownership import Refusal, Rules, claims, namespace_in_use, owned_by, permissions
 
 #: ``reconciler.dev/replace: "true"``: delete and recreate when the server refuses a change.
 REPLACE_ANNOTATION = "reconciler.dev/replace"
@@ -107,6 +107,11 @@ class Plan:
     refuse_empty_prune: bool = False
     #: Objects whose replacement (delete and create) the repository allows.
     replaceable: frozenset[ObjectKey] = field(default_factory=frozenset)
+    #: Objects this run must not write: outside the project first, then other
+    #: applications' objects.  Any of them fails the target before anything is written.
+    refused: tuple[Refusal, ...] = ()
+    #: Desired objects whose live copy has no owner: the apply adopts them.
+    adopted: frozenset[ObjectKey] = field(default_factory=frozenset)
 
     @property
     def writes(self) -> tuple[Manifest, ...]:
@@ -143,12 +148,16 @@ def plan(
     *,
     app: str,
     ignore: Iterable[IgnoreRuleLike] = (),
+    rules: Rules | None = None,
+    neighbours: Mapping[str, frozenset[str]] = MappingProxyType({}),
 ) -> Plan:
     """The plan for syncing ``desired`` (rendered and finalized) onto ``live`` at ``commit``.
 
-    ``live`` holds the objects listed as owned by ``app`` plus whatever the inventory names;
-    ``inventory`` is what the last run applied.  Raises ``RenderError`` for a malformed
-    hook or wave annotation (the object is named).
+    ``live`` holds the objects listed as owned by ``app`` plus the live copy of any desired
+    object, whoever owns it; ``inventory`` is what the last run applied.  ``rules`` is the
+    application's project (None: unrestricted); ``neighbours`` maps a namespace to the
+    other applications with objects in it, for the Namespaces this run might prune.
+    Raises ``RenderError`` for a malformed hook or wave annotation (the object is named).
     """
     resources: list[Manifest] = []
     hooks: list[Hook] = []
@@ -176,7 +185,9 @@ def plan(
             kind = "missing" if got is None else "changed"
             drift.append(Drift(str(result.key), kind, result.changed_paths, result.diff))
     wanted = set(diffs)
-    orphans = [o for o in pairing.orphans if ObjectKey.of(o) not in wanted and _owned(o, app)]
+    orphans = [o for o in pairing.orphans if ObjectKey.of(o) not in wanted and owned_by(o, app)]
+    foreign, adopted = claims(pairing.pairs, app=app)
+    refused = permissions([*resources, *(h.manifest for h in hooks)], rules) + foreign
     drift.extend(Drift(str(ObjectKey.of(o)), "extra") for o in orphans)
 
     new_revision = inventory.revision != commit
@@ -193,7 +204,7 @@ def plan(
     kept: list[Kept] = []
     refuse = bool(orphans) and not resources and not policy.allow_empty
     for obj in sort_for_prune(orphans):
-        protected = prune_protection(obj)
+        protected = prune_protection(obj) or namespace_in_use(obj, neighbours)
         if protected:
             kept.append(Kept(obj, protected, by_policy=False))
         elif not policy.prune:
@@ -221,6 +232,8 @@ def plan(
         refuse_empty_prune=refuse,
         replaceable=frozenset(ObjectKey.of(o) for o in resources if replace_allowed(o)),
         new_revision=new_revision,
+        refused=refused,
+        adopted=frozenset(adopted),
     )
 
 
@@ -289,11 +302,6 @@ def prune_protection(obj: Manifest) -> str:
 
 def _is_scaffolding(obj: Manifest) -> bool:
     return (group_of(str(obj.get("apiVersion", ""))), str(obj.get("kind", ""))) in _SCAFFOLDING
-
-
-def _owned(obj: Manifest, app: str) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and labels.get(APP_LABEL) == app
 
 
 def _masked(obj: Manifest) -> Manifest:

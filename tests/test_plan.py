@@ -2,8 +2,10 @@
 
 Each case gives a sync policy (defaults: automated, prune, selfHeal on; allowEmpty and
 suspended off), a trigger, the commit, the inventory's revision, the desired objects and
-the live ones (both get the application's ownership labels unless ``unowned: true``), and
-under ``expect`` only the parts of the plan it is about.
+the live ones (both get the application's ownership labels unless ``unowned: true``, or
+another application's with ``owner: NAME``), optionally a ``project`` (as written in a fleet
+file) and ``neighbours`` (namespace -> other applications with objects in it), and under
+``expect`` only the parts of the plan it is about.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
 
 from reconciler.errors import RenderError
+from reconciler.fleet import Project
 from reconciler.hooks import Hook
 from reconciler.inventory import Inventory
 from reconciler.model import APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Manifest, ObjectKey
@@ -40,9 +44,10 @@ def _owned(objs: list[Manifest]) -> list[Manifest]:
     result = []
     for original in objs:
         obj = copy.deepcopy(original)
+        owner = obj.pop("owner", APP)
         if not obj.pop("unowned", False):
             labels = obj.setdefault("metadata", {}).setdefault("labels", {})
-            labels.update({MANAGED_BY_LABEL: MANAGED_BY_VALUE, APP_LABEL: APP})
+            labels.update({MANAGED_BY_LABEL: MANAGED_BY_VALUE, APP_LABEL: owner})
         result.append(obj)
     return result
 
@@ -59,6 +64,7 @@ def _build(case: dict[str, Any]) -> Plan:
     policy = case.get("policy") or {}
     names = {"selfHeal": "self_heal", "allowEmpty": "allow_empty"}
     inventory = case.get("inventory")
+    project = case.get("project")
     return plan(
         _owned(case.get("desired") or []),
         _owned(case.get("live") or []),
@@ -67,7 +73,12 @@ def _build(case: dict[str, Any]) -> Plan:
         Trigger(case.get("trigger", "schedule")),
         str(case["commit"]),
         app=APP,
+        rules=_PROJECT.validate_python(project, by_alias=True, by_name=False) if project else None,
+        neighbours={ns: frozenset(apps) for ns, apps in (case.get("neighbours") or {}).items()},
     )
+
+
+_PROJECT = TypeAdapter(Project)
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
@@ -111,6 +122,9 @@ def test_plan_case(path: Path) -> None:
         "changes_anything": lambda: result.changes_anything,
         "refuse_empty_prune": lambda: result.refuse_empty_prune,
         "replaceable": lambda: sorted(str(k) for k in result.replaceable),
+        "refused": lambda: {str(r.key): r.reason.value for r in result.refused},
+        "refused_messages": lambda: sorted(r.message for r in result.refused),
+        "adopted": lambda: sorted(str(k) for k in result.adopted),
     }
     unknown = set(expect) - set(checks)
     assert not unknown, f"{path.name}: unknown expectations {unknown}"

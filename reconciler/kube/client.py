@@ -191,15 +191,22 @@ class KubeClient:
 
     def list_owned(self, group: str, kind: str, app: str) -> list[Manifest]:
         """Every object of ``kind`` owned by ``app`` (both ownership labels), all namespaces."""
-        found = self.require_kind(group, kind)
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{APP_LABEL}={app}"
+        return self.list_selected(group, kind, selector)
+
+    def list_selected(
+        self, group: str, kind: str, selector: str, *, namespace: str = ""
+    ) -> list[Manifest]:
+        """Every object of ``kind`` matching a label selector, in one namespace or all."""
+        found = self.require_kind(group, kind)
         items: list[Manifest] = []
         token: str | None = None
         while True:
             params: dict[str, Any] = {"label_selector": selector, "limit": 500}
             if token:
                 params["_continue"] = token
-            page = self._json(f"{_shown(group, kind)} (list)", found.path(), "get", **params)
+            path = found.path(namespace)
+            page = self._json(f"{_shown(group, kind)} (list)", path, "get", **params)
             for item in page.get("items") or []:
                 # Lists omit kind/apiVersion on items; put them back for pairing.
                 item.setdefault("apiVersion", found.api_version)
