@@ -22,12 +22,9 @@ order and maps :attr:`WebhookError.status` to the answer (401, 400, 413).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from urllib.parse import parse_qs
 from reconciler.errors import PermanentError
 from reconciler.fleet import Fleet, redact_url
 from reconciler.model import type_name
+from reconciler.repourl import identity as normalise_repo
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -63,8 +61,6 @@ MAX_FIELD_CHARS = 4096
 _CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _ZERO_COMMIT = re.compile(r"0{40}|0{64}")
-_SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
-_DIGITS = re.compile(r"[0-9]*")
 _SHOWN_CHARS = 60
 #: The placeholder of ``compose/.env.example``: a secret everyone knows is no secret.
 _PLACEHOLDERS = frozenset({"change-me"})
@@ -524,88 +520,6 @@ def _shown(value: str) -> str:
 # --------------------------------------------------------------------------------------
 # Matching
 # --------------------------------------------------------------------------------------
-
-
-def normalise_repo(url: str) -> str:
-    """A comparable identity of a repository URL: equal for every spelling of one repository.
-
-    Network forms (``https://``, ``http://``, ``ssh://``, ``git://``, scp-like
-    ``[user@]host:path``) become ``https://host/path``: userinfo and port dropped, host and
-    path lowercased, empty and ``.`` segments, trailing ``/`` and ``.git`` removed.  The
-    scheme, port and path case are dropped on purpose: forges serve one repository over
-    https and ssh (often on another port) and treat paths case-insensitively, and a false
-    match costs one extra reconcile while a miss delays a deploy by a whole interval.
-    Local paths and ``file://`` URLs become ``file:///absolute/path`` (case kept; relative
-    paths resolved against the current directory, ``~`` against ``$HOME``).
-
-    The result names a repository; it is not meant to be fetched.  Never raises.
-    """
-    text = url.strip()
-    match = _SCHEME_URL.fullmatch(text)
-    if match:
-        scheme, rest = match.group(1).lower(), match.group(2)
-        if scheme == "file":
-            # file:///path, or file://host/path whose host git ignores as well.
-            path = rest if rest.startswith("/") else "/" + rest.partition("/")[2]
-            return _local_identity(path)
-        authority, _, path = rest.partition("/")
-        return _network_identity(authority, path)
-    colon = _scp_colon(text)
-    if colon is not None:
-        return _network_identity(text[:colon], text[colon + 1 :])
-    return _local_identity(text)
-
-
-def _scp_colon(text: str) -> int | None:
-    """Where ``[user@]host:path`` splits, by git's rule: a colon before any slash."""
-    start = 0
-    bracket = text.find("[")
-    if bracket != -1 and bracket < text.find("]") and "/" not in text[:bracket]:
-        start = text.find("]")  # [::1]:path: the colons inside brackets are the host's
-    colon = text.find(":", start)
-    if colon == -1:
-        return None
-    slash = text.find("/")
-    return colon if slash == -1 or colon < slash else None
-
-
-def _network_identity(authority: str, path: str) -> str:
-    host_port = authority.rpartition("@")[2]
-    if host_port.startswith("[") and "]" in host_port:
-        end = host_port.index("]") + 1
-        host, extra = host_port[:end], host_port[end:].removeprefix(":")
-    else:
-        host, _, extra = host_port.partition(":")
-    if not _DIGITS.fullmatch(extra):
-        # ssh://git@host:org/repo is a common slip for the scp-like form; read it so.
-        path = f"{extra}/{path}"
-    segments = _strip_git_suffix([s for s in path.lower().split("/") if s not in ("", ".")])
-    return f"https://{host.lower()}" + "".join(f"/{segment}" for segment in segments)
-
-
-def _local_identity(path: str) -> str:
-    if path == "~" or path.startswith("~/"):
-        path = os.path.expanduser(path)
-    if not path.startswith("/"):
-        # If the current directory was deleted, the path stays relative.
-        with contextlib.suppress(OSError):
-            path = posixpath.join(os.getcwd(), path)
-    segments = _strip_git_suffix(posixpath.normpath(path).split("/"))
-    return "file:///" + "/".join(s for s in segments if s)
-
-
-def _strip_git_suffix(segments: list[str]) -> list[str]:
-    """Drop trailing ``.git`` (``repo.git``, ``repo/.git``) and empty or ``.`` segments."""
-    out = list(segments)
-    while out:
-        last = out[-1]
-        if last in ("", "."):
-            out.pop()
-        elif last.endswith(".git"):
-            out[-1] = last[: -len(".git")]
-        else:
-            break
-    return out
 
 
 def matching_applications(fleet: Fleet, event: PushEvent) -> list[str]:

@@ -9,42 +9,11 @@ would end up in logs, in Redis and in Flower.  Both are refused before anything 
 from __future__ import annotations
 
 import os
-import re
 
 from reconciler.fleet.messages import has_control, quote
+from reconciler.repourl import ALLOWED_SCHEMES, Form, RepoURL, redact_url
 
 __all__ = ["ALLOWED_SCHEMES", "check_repo", "redact_url"]
-
-#: Repository URL schemes Git may use; anything else may run a remote helper.
-ALLOWED_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
-
-_TRANSPORT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*::")
-_SCHEME_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
-_SCP_LIKE = re.compile(
-    r"(?:(?P<userinfo>[^/]*)@)?(?P<host>\[[^\]/]*\]|[^:/@\[]*):(?P<path>.*)", re.DOTALL
-)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its secret userinfo replaced by ``***``, for logs, messages and Flower.
-
-    Userinfo is secret when it holds a password (``user:password@``) and, for http(s),
-    always: a lone "user" there is usually a token.  An ssh user (``git@``) is kept, since
-    it is needed to make sense of the address and cannot carry a secret.  Never raises:
-    it is called on the way to reporting errors.
-    """
-    match = _SCHEME_URL.fullmatch(url)
-    if match:
-        scheme, rest = match.groups()
-        authority, slash, tail = rest.partition("/")
-        userinfo, at, host = authority.rpartition("@")
-        if at and (":" in userinfo or scheme.lower() in ("http", "https")):
-            authority = "***@" + host
-        return f"{scheme}://{authority}{slash}{tail}"
-    scp = _SCP_LIKE.fullmatch(url)
-    if scp and ":" in (scp.group("userinfo") or "") and not _TRANSPORT.match(url):
-        return f"***@{scp.group('host')}:{scp.group('path')}"
-    return url
 
 
 def check_repo(repo: str, *, base_dir: str | None) -> str:
@@ -53,53 +22,44 @@ def check_repo(repo: str, *, base_dir: str | None) -> str:
     Raises ValueError with a message that quotes the URL redacted.  ``base_dir`` is the
     fleet file's directory; None leaves a relative path as it is.
     """
-    shown = quote(redact_url(repo))
+    parsed = RepoURL.parse(repo)
+    shown = quote(parsed.redacted)
     if not repo:
         raise ValueError("required (must not be empty)")
     if has_control(repo):
         raise ValueError(f"{shown}: control characters are not allowed")
     if repo.startswith("-"):
         raise ValueError(f"{shown}: must not start with '-'")
-    if _TRANSPORT.match(repo):
+    if parsed.form is Form.TRANSPORT:
         transport = repo.split("::", 1)[0]
         raise ValueError(
             f"{shown}: the {quote(transport + '::')} transport form runs a Git "
             "remote helper and is not allowed (use https://, ssh://, git://, file://, "
             "user@host:path or a local path)"
         )
-    match = _SCHEME_URL.fullmatch(repo)
-    if match:
-        scheme, rest = match.groups()
-        if scheme.lower() not in ALLOWED_SCHEMES:
+    if parsed.form is Form.URL:
+        if parsed.scheme not in ALLOWED_SCHEMES:
             raise ValueError(
-                f"{shown}: scheme {quote(scheme)} is not allowed "
+                f"{shown}: scheme {quote(repo.split('://', 1)[0])} is not allowed "
                 f"(use one of {', '.join(sorted(ALLOWED_SCHEMES))})"
             )
-        authority = rest.partition("/")[0]
-        userinfo, at, host = authority.rpartition("@")
-        if at and ":" in userinfo:
+        if parsed.has_password:
             raise ValueError(_credentials_message(shown))
-        if at and userinfo.startswith("-"):
+        if (parsed.user or "").startswith("-"):
             raise ValueError(f"{shown}: the user must not start with '-'")
-        if host.startswith("-"):
+        if parsed.host.startswith("-"):
             raise ValueError(f"{shown}: the host must not start with '-'")
-        if scheme.lower() != "file" and not host:
+        if parsed.scheme != "file" and not parsed.host:
             raise ValueError(f"{shown}: no host")
         return repo
-    # Git: a colon before the first slash makes it scp-like, [user@]host:path.
-    first_colon, first_slash = repo.find(":"), repo.find("/")
-    if first_colon != -1 and (first_slash == -1 or first_colon < first_slash):
-        scp = _SCP_LIKE.fullmatch(repo)
-        if scp is None:
-            raise ValueError(f"{shown}: not a valid user@host:path address")
-        userinfo_or_none, host, path = scp.group("userinfo", "host", "path")
-        if userinfo_or_none is not None and ":" in userinfo_or_none:
+    if parsed.form is Form.SCP:
+        if parsed.has_password:
             raise ValueError(_credentials_message(shown))
-        if userinfo_or_none is not None and userinfo_or_none.startswith("-"):
+        if (parsed.user or "").startswith("-"):
             raise ValueError(f"{shown}: the user must not start with '-'")
-        if not host or host.startswith("-"):
+        if not parsed.host or parsed.host.startswith("-"):
             raise ValueError(f"{shown}: the host must be set and not start with '-'")
-        if not path or path.startswith("-"):
+        if not parsed.path or parsed.path.startswith("-"):
             raise ValueError(f"{shown}: the path must be set and not start with '-'")
         return repo
     # A local path.  '~' is left for the Git adapter to expand, like kubeconfig paths.

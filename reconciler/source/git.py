@@ -11,7 +11,7 @@ once, from repositories anyone with push access controls.  So this module:
   smuggled in as URLs or revisions, symlinks leaving the repository and oversized files;
 * never puts credentials on a command line, in the mirror's config or in a message: they
   reach git through ``GIT_ASKPASS`` and the environment, and every message uses
-  ``redact_url`` and scrubbed stderr.
+  ``RepoURL.redacted`` and scrubbed stderr.
 
 Git is run directly with ``subprocess`` rather than through GitPython's command wrapper:
 GitPython always starts from ``os.environ`` and can only add variables, while we must
@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
 
 import filelock
 
 from reconciler import settings
 from reconciler.errors import SourceError, SourceUnavailable
+from reconciler.repourl import ALLOWED_SCHEMES, Form, RepoURL
 
 #: Largest file ``read_tree`` returns; manifests are text written by people.
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -70,12 +70,9 @@ _REFSPECS = (
     "+refs/tags/*:refs/tags/*",
     f"+HEAD:{_REMOTE_HEAD_REF}",
 )
-_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _ABBREV = re.compile(r"[0-9a-f]{4,39}")
 _SAFE_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
-_TRANSPORT_HELPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
-_SCP_LIKE = re.compile(r"(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]]+\]|[^@/:]+):(?P<path>.*)")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 #: Streams ``(sha, content)`` of the given blob ids (``GitSource._cat_blobs`` bound to a mirror).
@@ -137,16 +134,6 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return settings.load(environ).cache_path
 
 
-def redact_url(url: str) -> str:
-    """``url`` without userinfo, safe for messages and logs."""
-    if "://" in url:
-        return _USERINFO.sub("", url)
-    scp = _SCP_LIKE.fullmatch(url)
-    if scp and "/" not in url.split(":", 1)[0]:
-        return f"{scp['host']}:{scp['path']}"
-    return url
-
-
 @dataclass(frozen=True)
 class _Remote:
     """A validated repository URL split into what git sees and what people see."""
@@ -162,49 +149,48 @@ class _Remote:
 
 def _parse_remote(url: str) -> _Remote:
     """Validate ``url`` before git sees it; refuse anything that could run a command."""
-    display = redact_url(url)
+    parsed = RepoURL.parse(url)
+    display = parsed.redacted
     if not url or url != url.strip() or any(ch in url for ch in "\r\n\t\0"):
         raise SourceError(f"{display!r}: invalid repository URL")
     if url.startswith("-"):
         raise SourceError(f"{display}: repository URL may not start with '-'")
-    if _TRANSPORT_HELPER.match(url):
+    if parsed.form is Form.TRANSPORT:
         raise SourceError(f"{display}: transport '<helper>::<address>' URLs are refused")
-    if "://" in url:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in _SCHEMES:
+    if parsed.form is Form.URL:
+        if parsed.scheme not in ALLOWED_SCHEMES:
             raise SourceError(
-                f"{display}: scheme {scheme!r} is not one of {', '.join(sorted(_SCHEMES))}"
+                f"{display}: scheme {parsed.scheme!r} is not one of "
+                f"{', '.join(sorted(ALLOWED_SCHEMES))}"
             )
-        host = (parts.hostname or "").lower()
-        if scheme != "file" and not host:
+        if parsed.scheme != "file" and not parsed.host:
             raise SourceError(f"{display}: repository URL has no host")
-        if host.startswith("-") or (parts.username or "").startswith("-"):
+        if parsed.host.startswith("-") or (parsed.user or "").startswith("-"):
             raise SourceError(f"{display}: host or user may not start with '-'")
-        netloc = host if ":" not in host else f"[{host}]"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        username = parts.username
-        password = parts.password
-        # An SSH user name selects the account (``git@``); it is not a secret.
-        fetch_netloc = f"{username}@{netloc}" if scheme == "ssh" and username else netloc
-        path = parts.path
-        if scheme == "file":
-            path = os.path.normpath(path) if path else "/"
-        fetch_url = urlunsplit((scheme, fetch_netloc, path, parts.query, ""))
-        key = urlunsplit((scheme, netloc, path.rstrip("/").removesuffix(".git"), "", ""))
-        return _Remote(fetch_url, redact_url(fetch_url), key, scheme, host, username, password)
-    scp = _SCP_LIKE.fullmatch(url)
-    if scp and "/" not in url.split(":", 1)[0] and len(scp["host"]) > 1:
-        # git's rule: a colon before any slash means ``[user@]host:path`` over SSH.
-        host = scp["host"].lower()
-        if host.startswith("-"):
-            raise SourceError(f"{display}: host may not start with '-'")
-        key = f"ssh://{host}/{scp['path'].strip('/').removesuffix('.git')}"
-        return _Remote(url, display, key, "ssh", host, scp["user"], None)
-    # A local path: made absolute and turned into file:// so git uses its normal transport.
-    path = os.path.abspath(url)
-    return _Remote(f"file://{path}", path, f"file://{path}", "file", "", None, None)
+        if parsed.bad_port:
+            raise SourceError(f"{display}: {parsed.port!r} is not a port number")
+    elif parsed.form is Form.SCP and len(parsed.host) > 1:
+        # git's rule: a colon before any slash means ``[user@]host:path`` over SSH (a
+        # one-letter host is a Windows drive, read as a local path below).
+        if parsed.host.startswith("-") or (parsed.user or "").startswith("-"):
+            raise SourceError(f"{display}: host or user may not start with '-'")
+        if parsed.has_password:
+            raise SourceError(f"{display}: an SSH address cannot carry a password (use an SSH key)")
+    else:
+        # A local path: made absolute and turned into file:// so git uses its normal transport.
+        parsed = RepoURL.parse(os.path.abspath(url))
+        fetch = parsed.fetch_url
+        return _Remote(fetch, os.path.abspath(url), fetch, "file", "", None, None)
+    fetch = parsed.fetch_url
+    return _Remote(
+        fetch,
+        RepoURL.parse(fetch).redacted,
+        parsed.key,
+        parsed.scheme,
+        parsed.host.strip("[]") if parsed.form is Form.URL else parsed.host,
+        parsed.user,
+        parsed.password if parsed.form is Form.URL else None,
+    )
 
 
 def _check_revision(revision: str, display: str) -> None:

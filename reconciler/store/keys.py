@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from reconciler import settings
 from reconciler.errors import ConfigError
+from reconciler.repourl import RepoURL
 
 #: Environment variable naming the prefix, so installations sharing a Redis stay apart.
 PREFIX_ENV = "RECONCILER_REDIS_PREFIX"
@@ -32,9 +33,6 @@ _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@+-]{0,127}")
 # A prefix must not contain glob characters: ``Keys.pattern`` feeds it to SCAN MATCH.
 _SAFE_PREFIX = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
-_USERINFO = re.compile(r"^[^@/]*@")
-# Greedy up to the last '@' of the authority: passwords sometimes hold a raw '@'.
-_URL_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 def default_prefix(environ: Mapping[str, str] | None = None) -> str:
@@ -49,9 +47,7 @@ def digest(value: str, *, length: int = 32) -> str:
 
 def without_userinfo(url: str) -> str:
     """``url`` without ``user:password@``: what may be hashed, logged or shown."""
-    if "://" in url:
-        return _URL_USERINFO.sub(r"\1", url, count=1)
-    return _USERINFO.sub("", url)  # ``user@host:path``, scp-like syntax
+    return RepoURL.parse(url).without_userinfo
 
 
 def repo_hash(url: str) -> str:
