@@ -6,10 +6,12 @@ here as it does there: each entry point in the top folder (``*.libsonnet`` are l
 never entry points), its output an object, an array (nested arrays flattened) or a
 ``kind: List``.
 
-Evaluation runs in this process, so imports go through a callback instead of Jsonnet's
-file importer: every import is resolved inside the repository (the importing file's
-folder, then the library paths, last first, then the application path, which is the
-order Jsonnet's own importer uses) and one that would leave it is refused.  Entry points
+Evaluation runs in a forked child process, killed after ``EVALUATION_TIMEOUT`` (Jsonnet
+itself has no time bound and the repository is untrusted), with Jsonnet's stack bounded
+by ``MAX_STACK``.  Imports go through a callback instead of Jsonnet's file importer:
+every import is resolved inside the repository (the importing file's folder, then the
+library paths, last first, then the application path, which is the order Jsonnet's own
+importer uses) and one that would leave it is refused.  Entry points
 are evaluated under their repository-relative names, so Jsonnet's errors name
 ``apps/web/main.jsonnet:12`` as written, and the repository is only materialised when an
 import reaches outside the application path.
@@ -18,9 +20,11 @@ import reaches outside the application path.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 from collections.abc import Mapping
 from contextlib import ExitStack
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,13 @@ _LOCATION = re.compile(r"(?P<file>[^\t\n]+?):\(?(?P<line>\d+):\d+(?:-\d+|\)-\(\d
 _HEADLINE = re.compile(r"^(?:RUNTIME|STATIC) ERROR: (?P<rest>.*)$")
 #: Frames of a runtime error named after the innermost one, at most.
 _MAX_FRAMES = 4
+#: Seconds the entry points of one application may evaluate for, together.
+EVALUATION_TIMEOUT = 60.0
+#: Deepest Jsonnet call stack (Jsonnet's own default): deep recursion is an error, not a hang.
+MAX_STACK = 500
+
+#: ``ext_vars``, ``ext_codes``, ``tla_vars``, ``tla_codes`` as ``evaluate_snippet`` takes them.
+_Arguments = dict[str, dict[str, str]]
 
 
 def entry_points(files: Mapping[str, bytes]) -> list[str]:
@@ -122,13 +133,82 @@ def render_jsonnet(request: RenderRequest) -> list[RenderedObject]:
                 f"{request.label}: jsonnet library path {lib!r} leaves the repository"
             )
         libs.append(resolved)
-    arguments: dict[str, dict[str, str]] = {
+    arguments: _Arguments = {
         "ext_vars": {}, "ext_codes": {}, "tla_vars": {}, "tla_codes": {},
     }  # fmt: skip
     for kind, values in (("ext", options.ext_vars), ("tla", options.tlas)):
         for name, arg in values.items():
             arguments[f"{kind}_{'codes' if arg.code else 'vars'}"][name] = arg.value
     objects: list[RenderedObject] = []
+    for filename, output in _evaluate(request, entries, libs, arguments):
+        objects.extend(_objects(output, filename))
+    if not objects:
+        shown = ", ".join(entries)
+        raise EmptyRender(f"{request.label}: Jsonnet rendered no objects (from {shown})")
+    return objects
+
+
+def _evaluate(
+    request: RenderRequest, entries: list[str], libs: list[str], arguments: _Arguments
+) -> list[tuple[str, str]]:
+    """``(filename, output)`` of every entry point, evaluated in a child process.
+
+    Jsonnet has no time bound of its own, and a loop over ``std.range(0, 1e12)`` holds the
+    interpreter (and the GIL-free C++ code under it) for as long as it likes.  A thread
+    cannot be stopped, so the evaluation runs in a forked child (which keeps the import
+    callback and the request as they are) and is killed at ``EVALUATION_TIMEOUT``.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_evaluate_in_child, args=(sender, request, entries, libs, arguments), daemon=True
+    )
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(EVALUATION_TIMEOUT):
+            shown = ", ".join(request.repo_path(entry) for entry in entries)
+            raise RenderError(
+                f"{shown}: Jsonnet evaluation did not finish within "
+                f"{EVALUATION_TIMEOUT:g}s (a runaway loop?); stopped"
+            )
+        ok, result = receiver.recv()
+    except EOFError:
+        raise RenderError(
+            f"{request.label}: Jsonnet evaluation died (exit code {child.exitcode})"
+        ) from None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if not ok:
+        raise RenderError(str(result))
+    return list(result)
+
+
+def _evaluate_in_child(
+    sender: Connection,
+    request: RenderRequest,
+    entries: list[str],
+    libs: list[str],
+    arguments: _Arguments,
+) -> None:
+    """The child's side of ``_evaluate``: sends ``(True, outputs)`` or ``(False, message)``."""
+    try:
+        sender.send((True, _evaluate_here(request, entries, libs, arguments)))
+    except RenderError as exc:
+        sender.send((False, str(exc)))
+    except BaseException as exc:  # the parent reports it, with no traceback
+        sender.send((False, f"{request.label}: Jsonnet evaluation failed: {exc}"))
+    finally:
+        sender.close()
+
+
+def _evaluate_here(
+    request: RenderRequest, entries: list[str], libs: list[str], arguments: _Arguments
+) -> list[tuple[str, str]]:
+    outputs: list[tuple[str, str]] = []
     with ExitStack() as stack:
         importer = _Importer(request, libs, stack)
         for entry in entries:
@@ -139,7 +219,7 @@ def render_jsonnet(request: RenderRequest) -> list[RenderedObject]:
                 raise RenderError(f"{filename}: not UTF-8 text (at byte {exc.start})") from None
             try:
                 output = _jsonnet.evaluate_snippet(
-                    filename, source, import_callback=importer, **arguments
+                    filename, source, import_callback=importer, max_stack=MAX_STACK, **arguments
                 )
             except RuntimeError as exc:
                 text = str(exc)
@@ -147,11 +227,10 @@ def render_jsonnet(request: RenderRequest) -> list[RenderedObject]:
                     text = strip_root(text, importer.root)
                 known = {filename, *importer.served}
                 raise RenderError(error_message(text, entry=filename, known=known)) from None
-            objects.extend(_objects(output, filename))
-    if not objects:
-        shown = ", ".join(entries)
-        raise EmptyRender(f"{request.label}: Jsonnet rendered no objects (from {shown})")
-    return objects
+            if len(output) > MAX_OUTPUT_BYTES:
+                raise RenderError(f"{filename}: output is over {MAX_OUTPUT_BYTES} bytes")
+            outputs.append((filename, output))
+    return outputs
 
 
 def _objects(output: str, filename: str) -> list[RenderedObject]:
