@@ -109,6 +109,17 @@ class Settings(BaseModel):
     metrics_max_clusters: int = Field(
         default=100, ge=0, validation_alias="RECONCILER_METRICS_MAX_CLUSTERS"
     )
+    #: Seconds a push, by repository, ref and commit, is queued at most once whatever
+    #: its delivery id; redeliveries inside it are answered as duplicates
+    #: (``RECONCILER_WEBHOOK_REPLAY_WINDOW``).
+    webhook_replay_window: float = Field(
+        default=600.0, gt=0, validation_alias="RECONCILER_WEBHOOK_REPLAY_WINDOW"
+    )
+    #: Requests per minute one source address may send to ``/hooks/git`` (a burst of that
+    #: many, then evenly); 0 turns the limit off (``RECONCILER_WEBHOOK_RATE_LIMIT``).
+    webhook_rate_limit: int = Field(
+        default=120, ge=0, validation_alias="RECONCILER_WEBHOOK_RATE_LIMIT"
+    )
     webhook_github_secret: SecretStr | None = _env("RECONCILER_WEBHOOK_GITHUB_SECRET")
     webhook_gitlab_token: SecretStr | None = _env("RECONCILER_WEBHOOK_GITLAB_TOKEN")
     webhook_token: SecretStr | None = _env("RECONCILER_WEBHOOK_TOKEN")

@@ -16,16 +16,27 @@ endpoint faces the internet, so everything here assumes a hostile sender:
   ``https://github.com/org/repo.git`` while the fleet file may say
   ``git@github.com:org/repo``.
 
+* :func:`push_identity` names what a push changed, (repository, ref, commit), whatever
+  its delivery id: a signature covers the body, not the headers, so anyone who saw one
+  signed push can replay it under fresh delivery ids; the endpoint queues each identity
+  once within a window.
+* :class:`RateLimiter` bounds the requests of one source address before any work (a
+  token bucket per address, the clock passed in).
+* :func:`check_content_type` refuses bodies that are not JSON or GitHub's form encoding.
+
 Everything is pure (no I/O, no clock): the HTTP layer reads the request, calls these in
-order and maps :attr:`WebhookError.status` to the answer (401, 400, 413).
+order and maps :attr:`WebhookError.status` to the answer (401, 400, 413, 415).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,14 +52,19 @@ __all__ = [
     "MAX_BODY_BYTES",
     "Provider",
     "PushEvent",
+    "RateLimiter",
     "WebhookError",
     "WebhookMalformed",
     "WebhookTooLarge",
     "WebhookUnauthorized",
+    "WebhookUnsupportedType",
+    "check_content_type",
     "claimed_provider",
     "matching_applications",
     "normalise_repo",
     "parse",
+    "push_identity",
+    "source_of",
     "verify",
 ]
 
@@ -113,6 +129,12 @@ class WebhookTooLarge(WebhookMalformed):
     """The body is over the size limit; a kind of malformed request, answered with 413."""
 
     status = 413
+
+
+class WebhookUnsupportedType(WebhookError):
+    """A body in a content type no provider sends (JSON, or GitHub's form encoding)."""
+
+    status = 415
 
 
 class Provider(StrEnum):
@@ -515,6 +537,117 @@ def _shown(value: str) -> str:
     if len(text) > _SHOWN_CHARS:
         text = text[: _SHOWN_CHARS - 3] + "..."
     return json.dumps(text)
+
+
+#: Content types of a push: JSON (every provider, ``+json`` variants included) and
+#: GitHub's ``application/x-www-form-urlencoded`` (JSON in ``payload=``).  A request with
+#: no Content-Type, or the generic ``application/octet-stream`` that HTTP libraries send
+#: for raw bytes, is read as JSON too: both say nothing about the body.
+_JSON_TYPES = frozenset({"application/json", "text/json", "application/octet-stream"})
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def check_content_type(headers: Mapping[str, str]) -> None:
+    """Raise WebhookUnsupportedType (415) for a body no provider would send.
+
+    Checked before the body is read: a multipart upload or a text body is refused
+    without reading or authenticating it.
+    """
+    raw = _lower_keys(headers).get(_CONTENT_TYPE)
+    if raw is None or not raw.strip():
+        return
+    media = raw.partition(";")[0].strip().lower()
+    if media in _JSON_TYPES or media == _FORM_TYPE or media.endswith("+json"):
+        return
+    raise WebhookUnsupportedType(
+        f"content type {_shown(media)} is not accepted: send application/json "
+        "(GitHub: application/x-www-form-urlencoded is accepted too)"
+    )
+
+
+def push_identity(event: PushEvent) -> str:
+    """What a push changed, as text: its repository, ref and commit, nothing else.
+
+    Equal for every delivery of one push, whoever sends it and under whatever delivery
+    id, so the endpoint can queue it once (the signature does not cover headers, so a
+    delivery id proves nothing).  The repository is every URL form the push reported,
+    normalised; a push without a commit (a deleted ref, a plain push that names none)
+    says so, and is told apart from one that names a commit.
+    """
+    repos = sorted({normalise_repo(url) for url in event.repo_urls})
+    commit = event.commit or ("deleted" if event.deleted else "-")
+    return "\n".join([*repos, event.ref, commit])
+
+
+#: Source addresses a limiter remembers at once; the least recently seen is forgotten
+#: first (which only gives it a full bucket again), so memory stays bounded.
+MAX_TRACKED_SOURCES = 10_000
+
+
+def source_of(address: str | None) -> str:
+    """The source a request is limited as: its IPv4 address, or its IPv6 /64.
+
+    One host on IPv6 usually holds a whole /64, and could otherwise change address at
+    every request.  Anything that is not an address (a Unix socket) is one source.
+    """
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class RateLimiter:
+    """A token bucket per source: ``per_minute`` requests, refilled evenly over a minute.
+
+    A source may send ``per_minute`` requests at once (a burst of pushes after a merge
+    train), then one every ``60 / per_minute`` seconds.  Kept in the process that refuses
+    (no Redis): a refusal must cost less than the request, also when Redis is slow or
+    down.  Behind several webhook servers each one allows that rate.  ``now`` is a
+    monotonic clock reading in seconds, passed in so the limiter stays pure.
+    """
+
+    def __init__(self, per_minute: int, *, max_sources: int = MAX_TRACKED_SOURCES) -> None:
+        if per_minute < 0:
+            raise ValueError(f"per_minute must be 0 (no limit) or more, not {per_minute!r}")
+        self.per_minute = per_minute
+        self.max_sources = max_sources
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        """False when the limit is 0: every request is allowed."""
+        return self.per_minute > 0
+
+    def allow(self, source: str, now: float) -> float:
+        """0 when ``source`` may send a request now (and it is counted), else the seconds
+        until it may (for ``Retry-After``)."""
+        if not self.enabled:
+            return 0.0
+        capacity = float(self.per_minute)
+        rate = capacity / 60.0
+        tokens, last = self._buckets.pop(source, (capacity, now))
+        tokens = min(capacity, tokens + max(0.0, now - last) * rate)
+        if tokens >= 1.0:
+            self._buckets[source] = (tokens - 1.0, now)
+            wait = 0.0
+        else:
+            self._buckets[source] = (tokens, now)
+            wait = (1.0 - tokens) / rate
+        while len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+        return wait
+
+    @staticmethod
+    def retry_after(wait: float) -> str:
+        """``wait`` as a ``Retry-After`` value: whole seconds, at least 1."""
+        return str(max(1, math.ceil(wait)))
 
 
 # --------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
 from reconciler.webhook import MAX_BODY_BYTES
 from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, reconfigure
-from workers.runtime import FleetFile
+from workers.fleet_file import FleetFile
 from workers.webhook_server import WebhookSecrets, make_app
 
 DATA = Path(__file__).parent / "data" / "webhook"
@@ -243,8 +243,15 @@ def test_redelivery_is_answered_without_queueing_twice(server: Server) -> None:
     assert second.status == 200
     assert second.json() == {"duplicate": True}
     assert server.recorder.calls == MATCHING
-    other = post(server.app(), github(PUSH, delivery="another-delivery"), PUSH)
-    assert other.status == 202
+    # The signature covers the body only: the same push under a fresh delivery id is
+    # a replay, answered as a duplicate.
+    replay = post(server.app(), github(PUSH, delivery="another-delivery"), PUSH)
+    assert (replay.status, replay.json()) == (200, {"duplicate": True})
+    assert server.recorder.calls == MATCHING
+    # Another commit of the same branch is another push.
+    moved = PUSH.replace(b"9a3f1c2b7d8e4f5a6b0c1d2e3f4a5b6c7d8e9f01", b"1" * 40)
+    assert moved != PUSH
+    assert post(server.app(), github(moved, delivery="third"), moved).status == 202
     assert server.recorder.calls == MATCHING * 2
 
 

@@ -6,16 +6,23 @@
   the applications that follow the pushed branch or tag, so a merge deploys in seconds
   instead of waiting for the next scheduled interval.  The route faces the internet: the
   body is size-limited before it is read whole, authenticated before it is parsed
-  (:mod:`reconciler.webhook`), and a redelivery of the same delivery id is answered
-  without queueing anything twice.  Only application names and the trigger reach the
-  task (Flower shows task arguments to anyone); secrets and bodies are never logged.
+  (:mod:`reconciler.webhook`), and a push is queued once per (repository, ref, commit)
+  within ``RECONCILER_WEBHOOK_REPLAY_WINDOW``, whatever its delivery id: a signature
+  covers the body, not the headers, so a replayed push under a fresh delivery id is
+  answered ``200 {"duplicate": true}`` and queues nothing.  Each source address may send
+  ``RECONCILER_WEBHOOK_RATE_LIMIT`` requests a minute (then 429 with ``Retry-After``),
+  decided in the process before any other work; a body that is neither JSON nor
+  GitHub's form encoding is refused with 415 before it is read.  Only application names
+  and the trigger reach the task (Flower shows task arguments to anyone); secrets and
+  bodies are never logged.
 * ``GET /metrics`` is computed from Redis at scrape time (targets from the status index,
   reconcile counters from :class:`ReconcileMetrics`, queue depths from the broker's
   lists), so one scrape target sees the work of every worker process on every host.
 * ``GET /metrics`` also says whether the fleet file is valid (``reconciler_fleet_valid``),
   as this server reads it: while it is invalid, pushes are routed by the last valid fleet.
 * ``GET /healthz`` answers 200 while Redis answers PING: without Redis nothing can be
-  queued, and a load balancer should send webhooks elsewhere.
+  queued, and a load balancer should send webhooks elsewhere.  Its PING runs on threads
+  of its own, so a burst of deliveries waiting for Redis never delays the answer.
 
 ``/metrics`` can be served on a listener of its own (``RECONCILER_METRICS_PORT`` and
 ``RECONCILER_METRICS_HOST``), so the scrape endpoint, which names every application and
@@ -34,7 +41,10 @@ import asyncio
 import logging
 import math
 import platform
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -58,19 +68,26 @@ from reconciler.fleet import Fleet, redact_url
 from reconciler.model import Health, SyncStatus
 from reconciler.outcome import Trigger
 from reconciler.settings import load as load_settings
+from reconciler.store.deliveries import Seen, WebhookDeliveries
 from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
 from reconciler.webhook import (
     MAX_BODY_BYTES,
+    MAX_TRACKED_SOURCES,
     Provider,
     PushEvent,
+    RateLimiter,
     WebhookError,
     WebhookTooLarge,
+    WebhookUnsupportedType,
+    check_content_type,
     claimed_provider,
     matching_applications,
     parse,
+    push_identity,
+    source_of,
     verify,
 )
 from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
@@ -84,6 +101,11 @@ log = logging.getLogger("reconciler.webhook")
 
 #: Seconds a delivery id is remembered: providers redeliver within hours, not days.
 SEEN_TTL = 24 * 3600
+#: Seconds a push that names no commit (a deleted ref, a plain push without ``commit``)
+#: counts as queued: it means "the ref moved", and a later one may mean another move.
+COMMITLESS_WINDOW = 10.0
+#: Seconds between two log lines about one rate-limited source.
+RATE_LIMIT_LOG_EVERY = 60.0
 #: Environment variables holding each provider's secret.
 GITHUB_SECRET_ENV = "RECONCILER_WEBHOOK_GITHUB_SECRET"
 GITLAB_TOKEN_ENV = "RECONCILER_WEBHOOK_GITLAB_TOKEN"
@@ -161,7 +183,7 @@ class _Answer:
 
 
 def _refusal(status: int) -> str:
-    """The delivery result of a refusal with HTTP ``status``."""
+    """The delivery result of a refusal with HTTP ``status`` (415 counts as a bad request)."""
     return {401: "unauthorized", 413: "too_large"}.get(status, "bad_request")
 
 
@@ -176,13 +198,16 @@ class _Deliveries:
         keys: Keys,
         secrets: WebhookSecrets,
         enqueue: Callable[[str], str],
+        replay_window: float,
     ) -> None:
         self.fleet = fleet
         self.client = client
         self.keys = keys
         self.secrets = secrets
         self.enqueue = enqueue
+        self.replay_window = replay_window
         self.metrics = ReconcileMetrics(client, keys)
+        self.claims = WebhookDeliveries(client, keys)
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> _Answer:
         """Authenticate, parse, dedupe and queue; every refusal is an answer, not a raise.
@@ -244,26 +269,35 @@ class _Deliveries:
             # it is fixed, so the delivery is not marked as seen.
             log.error("%s: fleet file invalid: %s", where, exc)
             return _Answer(503, {"error": str(exc)}, "unavailable")
-        seen = self.keys.webhook_seen(event.delivery) if event.delivery else None
+        identity = push_identity(event)
+        window = self.replay_window if event.commit else min(self.replay_window, COMMITLESS_WINDOW)
+        claimed = False
         try:
-            if seen is not None and not self.client.set(seen, 1, nx=True, ex=SEEN_TTL):
-                log.info("%s: duplicate delivery, nothing queued", where, extra=fields)
+            seen = self.claims.claim(identity, event.delivery, window=window, seen_ttl=SEEN_TTL)
+            if seen is not Seen.NEW:
+                what = (
+                    "delivery" if seen is Seen.DELIVERY else "push (queued under another delivery)"
+                )
+                log.info("%s: duplicate %s, nothing queued", where, what, extra=fields)
                 return _Answer(200, {"duplicate": True}, "duplicate")
+            claimed = True
             matched = matching_applications(fleet, event)
             suspended = self._suspended(fleet, matched)
             wanted = [name for name in matched if name not in suspended]
             tasks = {name: self.enqueue(name) for name in wanted}
         except (redis.RedisError, OSError) as exc:
-            # Forget the delivery so the provider's redelivery queues it again: a task
+            # Forget the claim so the provider's redelivery queues it again: a task
             # queued twice is harmless (forced syncs of a target are joined), a lost
             # push is not.
-            self._forget(seen)
+            if claimed:
+                self._forget(identity, event.delivery)
             log.error("%s: cannot queue: %s", where, type(exc).__name__)
             return _Answer(
                 503, {"error": f"cannot reach Redis: {type(exc).__name__}"}, "unavailable"
             )
         except Exception:
-            self._forget(seen)
+            if claimed:
+                self._forget(identity, event.delivery)
             raise
         if wanted:
             queued = f"queued {', '.join(wanted)}"
@@ -300,13 +334,13 @@ class _Deliveries:
             if flag or fleet.application(name).sync.suspended
         }
 
-    def _forget(self, seen: str | None) -> None:
-        if seen is None:
-            return
+    def _forget(self, identity: str, delivery: str | None) -> None:
         try:
-            self.client.delete(seen)
+            self.claims.release(identity, delivery)
         except (redis.RedisError, OSError):
-            log.warning("cannot forget webhook delivery %s; a redelivery will be ignored", seen)
+            log.warning(
+                "cannot forget webhook delivery %s; a redelivery will be ignored", delivery or "-"
+            )
 
 
 def _event_name(headers: Mapping[str, str]) -> str:
@@ -505,6 +539,56 @@ class BuildInfoCollector(Collector):
         yield info
 
 
+class _Throttle:
+    """Per-source rate limiting, what it refused, and when it last said so in the log.
+
+    Refused requests are counted here, in the process, not in Redis: a flood must not
+    turn into a Redis write per request.  Each server's ``/metrics`` shows its own count.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self.limiter = RateLimiter(per_minute)
+        self.refused = 0
+        self._logged: OrderedDict[str, float] = OrderedDict()
+
+    def check(self, address: str | None) -> float:
+        """0 when the request may go on, else seconds the source should wait."""
+        source = source_of(address)
+        now = time.monotonic()
+        wait = self.limiter.allow(source, now)
+        if wait:
+            self.refused += 1
+            last = self._logged.pop(source, None)
+            if last is None or now - last >= RATE_LIMIT_LOG_EVERY:
+                last = now
+                log.warning(
+                    "webhook refused (429): source %s is over %d requests a minute",
+                    source,
+                    self.limiter.per_minute,
+                )
+            self._logged[source] = last
+            while len(self._logged) > MAX_TRACKED_SOURCES:
+                self._logged.popitem(last=False)
+        return wait
+
+
+class RateLimitCollector(Collector):
+    """``reconciler_webhook_rate_limited_total``: requests this server refused with 429."""
+
+    def __init__(self, throttle: _Throttle) -> None:
+        self.throttle = throttle
+
+    def collect(self) -> Iterator[Metric]:
+        """The count of this process since it started."""
+        refused = CounterMetricFamily(
+            "reconciler_webhook_rate_limited",
+            "Requests to /hooks/git this webhook server refused because their source "
+            "address was over RECONCILER_WEBHOOK_RATE_LIMIT (counted per server process).",
+        )
+        refused.add_metric([], self.throttle.refused)
+        yield refused
+
+
 def queue_depths(client: redis.Redis, keys: Keys) -> dict[str, int]:
     """Messages waiting per queue: LLEN of kombu's list ``<celery prefix><queue>``.
 
@@ -560,6 +644,8 @@ def make_app(
     secrets: WebhookSecrets,
     enqueue: Callable[[str], str] | None = None,
     metrics_at: tuple[str, int] | None = None,
+    rate_limit: int | None = None,
+    replay_window: float | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``/hooks/git``, ``/metrics`` and ``/healthz``.
 
@@ -570,27 +656,50 @@ def make_app(
     ``metrics_at`` (host, port) moves ``/metrics`` to a listener of its own, started and
     stopped with the application (``/healthz`` is served on both); the application's own
     port then answers 404 for ``/metrics``.
+
+    ``rate_limit`` (requests a minute per source address, 0 for none) and
+    ``replay_window`` (seconds a push is queued at most once) default to
+    ``RECONCILER_WEBHOOK_RATE_LIMIT`` and ``RECONCILER_WEBHOOK_REPLAY_WINDOW``.
     """
+    if rate_limit is None or replay_window is None:
+        env = load_settings()
+        rate_limit = env.webhook_rate_limit if rate_limit is None else rate_limit
+        replay_window = env.webhook_replay_window if replay_window is None else replay_window
     deliveries = _Deliveries(
         fleet=fleet,
         client=client,
         keys=keys,
         secrets=secrets,
         enqueue=enqueue or _default_enqueue,
+        replay_window=replay_window,
     )
+    throttle = _Throttle(rate_limit)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(client=client, keys=keys))
     registry.register(BuildInfoCollector())
     registry.register(FleetCollector(fleet))
+    registry.register(RateLimitCollector(throttle))
+    # /healthz pings on threads of its own: the default executor may be full of
+    # deliveries waiting for Redis, and a load balancer must still get its answer.
+    pinger = ThreadPoolExecutor(max_workers=2, thread_name_prefix="healthz")
 
     async def hook(request: web.Request) -> web.Response:
+        # First, before any work: the source's rate, then what the headers promise.
+        wait = throttle.check(request.remote)
+        if wait:
+            return web.json_response(
+                {"error": "too many requests from this address; retry later"},
+                status=429,
+                headers={"Retry-After": RateLimiter.retry_after(wait)},
+            )
         try:
+            check_content_type(request.headers)
             body = await _read_body(request, MAX_BODY_BYTES)
-        except WebhookTooLarge as exc:
+        except (WebhookTooLarge, WebhookUnsupportedType) as exc:
             claimed = claimed_provider(request.headers)
             log.warning("webhook %s refused (%d): %s", claimed or "unknown", exc.status, exc)
             provider = claimed.value if claimed is not None else "unknown"
-            await asyncio.to_thread(deliveries.count, provider, "too_large")
+            await asyncio.to_thread(deliveries.count, provider, _refusal(exc.status))
             return web.json_response({"error": str(exc)}, status=exc.status)
         answer = await asyncio.to_thread(deliveries.handle, dict(request.headers), body)
         return web.json_response(answer.body, status=answer.status)
@@ -607,16 +716,20 @@ def make_app(
 
     async def healthz(_: web.Request) -> web.Response:
         try:
-            alive = bool(await asyncio.to_thread(client.ping))
+            alive = bool(await asyncio.get_running_loop().run_in_executor(pinger, client.ping))
         except (redis.RedisError, OSError):
             alive = False
         if alive:
             return web.Response(text="ok\n")
         return web.Response(status=503, text="redis unavailable\n")
 
+    async def stop_pinger(_: web.Application) -> None:
+        pinger.shutdown(wait=False, cancel_futures=True)
+
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/hooks/git", hook)
     app.router.add_get("/healthz", healthz)
+    app.on_cleanup.append(stop_pinger)
     if metrics_at is None:
         app.router.add_get("/metrics", metrics)
         return app

@@ -203,6 +203,11 @@ class Keys:
         """String: set once a webhook delivery was handled, so redeliveries are ignored."""
         return f"{self.prefix}webhook:{_part(delivery_id)}"
 
+    def webhook_push(self, identity: str) -> str:
+        """String: set while a push (repository, ref, commit) counts as queued, so the same
+        push under another delivery id queues nothing.  ``identity`` is hashed."""
+        return f"{self.prefix}webhook-push:{digest(identity)}"
+
     def redbeat(self) -> str:
         """Key prefix for RedBeat's schedule entries (its ``redbeat_key_prefix``)."""
         return f"{self.prefix}redbeat:"
