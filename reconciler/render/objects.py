@@ -81,6 +81,10 @@ def is_list(data: Any) -> bool:
     return isinstance(data, dict) and data.get("kind") == "List" and "items" in data
 
 
+#: Longest object name any kind accepts (a DNS subdomain); the API server refuses longer.
+MAX_NAME_CHARS = 253
+
+
 def check_object(data: Any, *, where: str, what: str) -> None:
     """The fields every later stage relies on, with the types the API server expects.
 
@@ -104,6 +108,13 @@ def check_object(data: Any, *, where: str, what: str) -> None:
         value = meta.get(field)
         if value is not None and not isinstance(value, str):
             raise RenderError(f"{where}: {what}: metadata.{field} must be a string")
+        if isinstance(value, str) and len(value) > MAX_NAME_CHARS:
+            raise RenderError(
+                f"{where}: {what}: metadata.{field} is {len(value)} characters, over "
+                f"Kubernetes' {MAX_NAME_CHARS} ({value[:40]}...)"
+            )
+    if isinstance(meta.get("namespace"), str) and len(meta["namespace"]) > 63:
+        raise RenderError(f"{where}: {what}: metadata.namespace is over 63 characters")
     if not meta.get("name") and not meta.get("generateName"):
         raise RenderError(f"{where}: {what} has no metadata.name")
     namespace = meta.get("namespace")

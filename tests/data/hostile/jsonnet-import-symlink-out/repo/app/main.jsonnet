@@ -1,0 +1,1 @@
+importstr "../lib/secret.libsonnet"
