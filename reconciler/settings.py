@@ -80,6 +80,24 @@ class Settings(BaseModel):
     visibility_timeout: float = Field(default=0.0, validation_alias="RECONCILER_VISIBILITY_TIMEOUT")
     #: Seconds a target lock lives without renewal (``RECONCILER_LOCK_TTL``).
     lock_ttl: float = Field(default=60.0, validation_alias="RECONCILER_LOCK_TTL")
+    #: Seconds a worker's heartbeat lives without refresh (refreshed every third of it);
+    #: a worker silent this long is dead: its deliveries go back to the queue and the
+    #: target locks it held are released (``RECONCILER_WORKER_HEARTBEAT_TTL``).
+    heartbeat_ttl: float = Field(
+        default=10.0, gt=0, validation_alias="RECONCILER_WORKER_HEARTBEAT_TTL"
+    )
+    #: Reconciles of one cluster running at once, fleet-wide; a target over the limit
+    #: is deferred, not waited for; 0 means no limit (``RECONCILER_CLUSTER_CONCURRENCY``).
+    cluster_concurrency: int = Field(
+        default=4, ge=0, validation_alias="RECONCILER_CLUSTER_CONCURRENCY"
+    )
+    #: Consecutive transient failures of a cluster that open its circuit breaker; 0
+    #: turns the breaker off (``RECONCILER_BREAKER_FAILURES``).
+    breaker_failures: int = Field(default=3, ge=0, validation_alias="RECONCILER_BREAKER_FAILURES")
+    #: Seconds an open breaker waits before one probe run (``RECONCILER_BREAKER_COOLDOWN``).
+    breaker_cooldown: float = Field(
+        default=30.0, gt=0, validation_alias="RECONCILER_BREAKER_COOLDOWN"
+    )
     #: Seconds a resolved branch revision is trusted before Git is asked again
     #: (``RECONCILER_REVISION_TTL``).
     revision_ttl: float = Field(default=10.0, validation_alias="RECONCILER_REVISION_TTL")

@@ -33,6 +33,8 @@ _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@+-]{0,127}")
 # A prefix must not contain glob characters: ``Keys.pattern`` feeds it to SCAN MATCH.
 _SAFE_PREFIX = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
+#: Name of the delivery-owner hash inside the broker's key prefix (``Keys.delivery_owners``).
+DELIVERY_OWNERS = "unacked_owner"
 
 
 def default_prefix(environ: Mapping[str, str] | None = None) -> str:
@@ -126,6 +128,44 @@ class Keys:
     def app_fields(app: str) -> str:
         """HSCAN MATCH pattern of ``app``'s fields in ``status_index``."""
         return f"{check_name(app, what='application')}/*"
+
+    # -- workers and clusters under faults ----------------------------------------------
+
+    def worker_heartbeat(self, worker: str) -> str:
+        """String: present while worker ``worker`` (its main process) is alive; short TTL."""
+        return f"{self.prefix}worker:{_part(worker)}"
+
+    def delivery_owners(self) -> str:
+        """Hash: broker delivery tag -> the worker that took it (``DELIVERY_OWNERS``).
+
+        Beside the broker's ``unacked`` hash, under the broker's prefix, so a dead
+        worker's unacknowledged deliveries can be given back at once.
+        """
+        return f"{self.celery()}{DELIVERY_OWNERS}"
+
+    def broker_unacked(self) -> str:
+        """Hash: the broker's unacknowledged deliveries by tag (kombu's ``unacked``)."""
+        return f"{self.celery()}unacked"
+
+    def delivery_done(self, task_id: str, attempt: int) -> str:
+        """String: set once attempt ``attempt`` of target task ``task_id`` has applied."""
+        return f"{self.prefix}done:{_part(task_id)}:{int(attempt)}"
+
+    def cluster_slots(self, cluster: str) -> str:
+        """Sorted set: holders of the cluster's reconcile slots, scored by expiry (ms)."""
+        return f"{self.prefix}slots:{check_name(cluster, what='cluster')}"
+
+    def breaker(self, cluster: str) -> str:
+        """Hash: the cluster's circuit breaker (state, failures, next retry, probe)."""
+        return f"{self.prefix}breaker:{check_name(cluster, what='cluster')}"
+
+    def breaker_pattern(self) -> str:
+        """SCAN MATCH pattern of every cluster's circuit breaker."""
+        return f"{self.prefix}breaker:*"
+
+    def scheduled_pending(self, app: str, cluster: str) -> str:
+        """String: set while a scheduled run of this target waits in the queue."""
+        return self._target("scheduled", app, cluster)
 
     # -- fleet ---------------------------------------------------------------------------
 

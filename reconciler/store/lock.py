@@ -9,7 +9,10 @@ and prune each other's objects.  The lock is the classic single-Redis pattern:
 * release and renewal compare the token first (Lua, atomic), so a worker whose lock
   expired and was taken by another can never delete or extend the new holder's lock;
 * while held as a context manager, a background thread renews it every ``ttl / 3``; when
-  a renewal finds the token gone, ``lost`` becomes True and the holder should stop writing.
+  a renewal finds the token gone, ``lost`` becomes True and the holder should stop writing;
+* the value names its holder after the random part (``reconciler.store.heartbeat.Holder``),
+  so a waiter that learns the holder is dead (``is_dead``) deletes that very value and
+  takes the target at once instead of waiting out the TTL.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -84,6 +88,12 @@ def jittered(delay: float) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def holder_of(value: str) -> str:
+    """The holder part of a lock value ("" when the value names none)."""
+    _, _, holder = value.partition(" ")
+    return holder
+
+
 class TargetLock:
     """A Redis lock with a random token; see the module docstring.
 
@@ -93,7 +103,14 @@ class TargetLock:
     """
 
     def __init__(
-        self, client: redis.Redis, key: str, *, ttl: float = DEFAULT_TTL, wait: float = 0.0
+        self,
+        client: redis.Redis,
+        key: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        wait: float = 0.0,
+        holder: str = "",
+        is_dead: Callable[[str], bool] | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError(f"lock ttl must be positive, not {ttl!r}")
@@ -101,6 +118,8 @@ class TargetLock:
         self.key = key
         self.ttl = ttl
         self.wait = wait
+        self.holder = holder
+        self.is_dead = is_dead
         self._scripts = _scripts_for(client)
         self._token: str | None = None
         self._lost = False
@@ -117,9 +136,12 @@ class TargetLock:
         cluster: str,
         ttl: float = DEFAULT_TTL,
         wait: float = 0.0,
+        holder: str = "",
+        is_dead: Callable[[str], bool] | None = None,
     ) -> TargetLock:
         """The lock of one (application, cluster) target."""
-        return cls(client, keys.lock(app, cluster), ttl=ttl, wait=wait)
+        return cls(client, keys.lock(app, cluster), ttl=ttl, wait=wait, holder=holder,
+                   is_dead=is_dead)  # fmt: skip
 
     @property
     def token(self) -> str | None:
@@ -148,7 +170,7 @@ class TargetLock:
         """
         if self._token is not None and not self._lost:
             raise RuntimeError(f"{self.key}: this lock object already holds the lock")
-        token = secrets.token_hex(16)
+        token = secrets.token_hex(16) + (f" {self.holder}" if self.holder else "")
         deadline = time.monotonic() + max(0.0, wait)
         delay = FIRST_POLL
         while True:
@@ -156,11 +178,33 @@ class TargetLock:
                 self._token = token
                 self._lost = False
                 return True
+            if self._free_if_holder_dead():
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             time.sleep(min(remaining, jittered(delay)))
             delay = min(delay * 2, MAX_POLL)
+
+    def _free_if_holder_dead(self) -> bool:
+        """Delete the lock when its holder is known dead; True if this call deleted it.
+
+        Compare-and-delete of the value read, so a lock taken meanwhile by a live
+        holder is never touched.
+        """
+        if self.is_dead is None:
+            return False
+        current = self.client.get(self.key)
+        if current is None:
+            return True  # released or expired between SET and GET: try again now
+        value = current.decode("utf-8", "replace") if isinstance(current, bytes) else current
+        holder = holder_of(value)
+        if not holder or not self.is_dead(holder):
+            return False
+        if self._scripts.release(keys=[self.key], args=[value], client=self.client):
+            log.warning("%s: holder is dead, lock released before its TTL: %s", self.key, holder)
+            return True
+        return False
 
     def renew(self) -> bool:
         """Reset the TTL if the lock is still ours; False (and ``lost``) when it is not."""

@@ -1,0 +1,31 @@
+"""At most one queued scheduled run per target.
+
+Beat fans an application out every interval.  When a target's runs cannot keep up (its
+cluster is slow, its breaker open, its slots full), each interval would queue one more
+run of it, and the backlog grows without end while every copy does the same work.  A
+mark per target (``Keys.scheduled_pending``, SET NX with a TTL as a safety net) makes the
+fan-out skip a target whose scheduled run still waits; the run clears it as it starts.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from reconciler.store.keys import Keys
+
+
+class ScheduledRuns:
+    """The queued-scheduled-run marks of every target."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def claim(self, app: str, cluster: str, *, task_id: str, ttl: float) -> bool:
+        """True if this caller should queue the run; False if one already waits."""
+        key = self.keys.scheduled_pending(app, cluster)
+        return bool(self.client.set(key, task_id, nx=True, px=max(1, round(ttl * 1000))))
+
+    def started(self, app: str, cluster: str) -> None:
+        """The waiting scheduled run started (or ended): the next interval may queue one."""
+        self.client.delete(self.keys.scheduled_pending(app, cluster))
