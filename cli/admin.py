@@ -453,6 +453,11 @@ _STATUS_COLUMNS = (
     Column("STARTED", lambda r: r.get("started"), wide=True),
     Column("DURATION", duration_cell, wide=True),
     Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
+    # The cluster's circuit breaker, read live: state, consecutive failed attempts on the
+    # cluster, and when the next probe run may go (open or half-open only).
+    Column("CIRCUIT", lambda r: r.get("circuit") or "closed", wide=True),
+    Column("ATTEMPTS", lambda r: r.get("circuit_failures") or 0, wide=True),
+    Column("NEXT-RETRY", lambda r: r.get("next_retry") or "-", wide=True),
     Column("ERROR", error_cell),
 )
 
@@ -464,6 +469,7 @@ def cmd_status(args: Params) -> int:
     bad input, exit 2, with the closest names; an empty listing names the installation
     it read, since the usual cause is another ``REDIS_URL`` or prefix than the workers'.
     """
+    from reconciler.store.breaker import Breakers  # noqa: PLC0415
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
     from reconciler.store.suspension import Suspensions  # noqa: PLC0415
@@ -479,8 +485,17 @@ def cmd_status(args: Params) -> int:
     rows = records.status(args.app)
     suspended = Suspensions(client, keys).all()
     report_fleet_state(client)
+    circuits = Breakers(client, keys, failures=1, cooldown=1, probe_ttl=1).states()
     for row in rows:
         row["suspended"] = row.get("application") in suspended
+        circuit = circuits.get(str(row.get("cluster")))
+        if circuit is not None:
+            row["circuit"] = circuit.state.value
+            row["circuit_failures"] = circuit.failures
+            if circuit.next_retry:
+                row["next_retry"] = datetime.fromtimestamp(circuit.next_retry, UTC).isoformat(
+                    timespec="seconds"
+                )
     what = f"No targets of {args.app} recorded" if args.app else "No targets recorded"
     print_listing(args.output, rows, _STATUS_COLUMNS, name=target_name,
                   empty=f"{what} in {installation()}.")  # fmt: skip

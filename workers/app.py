@@ -14,7 +14,10 @@ Settings that make reconciles safe to run on many hosts:
 * reconcile jobs that read in Flower as people think of them (``workers.flower``): a
   name per target set on every message, and Flower's tasks page showing results;
 * one log format for worker, beat and Flower (``workers.logs``), set up as the app starts
-  each of them.
+  each of them;
+* a broker transport that knows which worker took each delivery (``workers.broker``), so
+  the deliveries of a worker whose heartbeat stopped go back to the queue at once, not
+  after the visibility timeout.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
     }
     return dict(
         broker_url=url,
+        # kombu's Redis transport, recording which worker took which delivery so a dead
+        # worker's are given back at once (``workers.broker``); other schemes keep theirs.
+        broker_transport="workers.broker:Transport" if url.startswith("redis://") else None,
         result_backend=url,
         broker_transport_options=transport,
         result_backend_transport_options={"global_keyprefix": keys.celery()},

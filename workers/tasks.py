@@ -36,9 +36,30 @@ from reconciler.fleet import Fleet
 from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.settings import load as load_settings
+from reconciler.store.breaker import Breakers, Circuit
+from reconciler.store.heartbeat import (
+    AppliedDeliveries,
+    DeliveryOwners,
+    Heartbeats,
+    Holder,
+    Pulse,
+    new_worker_id,
+    set_worker_id,
+)
 from reconciler.store.keys import Keys
-from reconciler.store.lock import TargetLock
-from workers.app import SOFT_TIME_LIMIT, app, queue_for, redis_url, route_label
+from reconciler.store.lock import TargetLock, holder_of
+from reconciler.store.metrics import cluster_reachable
+from reconciler.store.pending import ScheduledRuns
+from reconciler.store.semaphore import ClusterSlots
+from workers.app import (
+    HARD_TIME_LIMIT,
+    SOFT_TIME_LIMIT,
+    app,
+    queue_for,
+    redis_url,
+    route_label,
+)
+from workers.broker import restore_dead_workers
 from workers.fleet_file import start_worker_watch, stop_worker_watch
 from workers.flower import ReconcileFailed, job_summary, skipped
 from workers.runtime import Runtime, fleet_path, reset_runtime, runtime
@@ -56,6 +77,19 @@ BACKOFF_BASE = 2.0
 BACKOFF_CAP = 120.0
 #: How long a queued forced sync stays marked as waiting (safety net if it is lost).
 FORCED_MARK_TTL = 3600.0
+#: Seconds a worker's heartbeat lives; a worker silent this long is taken for dead.
+HEARTBEAT_TTL = load_settings().heartbeat_ttl
+#: Seconds an applied attempt stays marked, so a late redelivery of it is recognised.
+APPLIED_MARK_TTL = 24 * 3600.0
+
+#: Reconciles of one cluster at once, fleet-wide (0: no limit); a target over it is
+#: deferred by about ``SLOT_RETRY`` seconds, leaving its worker slot to other clusters.
+CLUSTER_CONCURRENCY = load_settings().cluster_concurrency
+SLOT_RETRY = 1.0
+#: Seconds a queued scheduled run keeps newer intervals from queuing another.
+SCHEDULED_MARK_TTL = 600.0
+
+_pulse: Pulse | None = None
 
 
 @worker_process_init.connect
@@ -73,9 +107,44 @@ def _watch_fleet(**_: Any) -> None:
     start_worker_watch(fleet_path(), redis_url=redis_url(), keys=Keys())
 
 
+@worker_init.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """The worker's main process says it is alive, and gives dead workers' work back.
+
+    Its identity is set before the pool forks, so pool processes name it in the locks
+    they take and the deliveries they are handed are recorded under it.
+    """
+    global _pulse  # noqa: PLW0603 - one heartbeat per worker main process
+    import redis  # noqa: PLC0415
+
+    worker = new_worker_id(str(getattr(sender, "hostname", "") or "worker"))
+    set_worker_id(worker)
+    client = redis.Redis.from_url(redis_url())
+    keys = Keys()
+    heartbeats = Heartbeats(client, keys, ttl=HEARTBEAT_TTL)
+    owners = DeliveryOwners(client, keys)
+    broker: list[Any] = []
+
+    def reap() -> None:
+        if not broker:
+            broker.append(app.connection_for_write())
+        try:
+            restore_dead_workers(broker[0], owners, heartbeats)
+        except Exception:
+            broker.pop().release()  # a fresh connection next beat
+            raise
+
+    _pulse = Pulse(heartbeats, worker, after_beat=reap)
+    _pulse.start()
+    log.info("worker %s: heartbeat every %.1fs (dead after %.1fs)", worker, HEARTBEAT_TTL / 3,
+             HEARTBEAT_TTL)  # fmt: skip
+
+
 @worker_shutdown.connect
 def _stop_watching_fleet(**_: Any) -> None:
     stop_worker_watch()
+    if _pulse is not None:
+        _pulse.stop()
 
 
 def backoff(retries: int) -> float:
@@ -139,6 +208,12 @@ def reconcile_app(
             if waiting is not None:
                 sent.append({"cluster": cluster.name, "task_id": waiting, "queued": False})
                 continue
+        if not forced and not ScheduledRuns(rt.client, rt.keys).claim(
+            app_name, cluster.name, task_id=task_id, ttl=SCHEDULED_MARK_TTL
+        ):
+            # The previous interval's run of this target still waits: one is enough.
+            sent.append({"cluster": cluster.name, "task_id": None, "queued": False})
+            continue
         queue = queue_for(forced=forced, route=cluster.labels.get(label, "") if label else "")
         reconcile_target.apply_async(
             args=(app_name, cluster.name, trigger),
@@ -188,8 +263,13 @@ def reconcile_target(
     prune: bool | None = None,
     dry_run: bool = False,
     ref: str | None = None,
+    deferred: int = 0,
 ) -> dict[str, Any]:
     """Reconcile one target under its lock, record the outcome, end as the outcome did.
+
+    A target whose cluster's breaker is open, or whose cluster has all its reconcile
+    slots taken, is deferred: retried later (``deferred`` counts how often), holding no
+    worker slot meanwhile and spending none of its retries on failures.
 
     ``revision`` is the commit the fan-out resolved; when it could not, the target
     resolves on its own: ``ref`` (an admin sync's ``--revision``) if one was asked for,
@@ -202,37 +282,89 @@ def reconcile_target(
         rt.forced.clear_forced_pending(app_name, cluster_name)
     why = _not_to_run(rt, app_name, cluster_name, kind)
     if why:
+        if kind is Trigger.SCHEDULE:
+            ScheduledRuns(rt.client, rt.keys).started(app_name, cluster_name)
         result = skipped(app_name, cluster_name, trigger, why)
         rt.metrics.observe(result)
         return result
+    scheduled = ScheduledRuns(rt.client, rt.keys)
+    heartbeats = Heartbeats(rt.client, rt.keys, ttl=HEARTBEAT_TTL)
+    settings = load_settings()
+    breakers = Breakers(rt.client, rt.keys, failures=settings.breaker_failures,
+                        cooldown=settings.breaker_cooldown,
+                        probe_ttl=HARD_TIME_LIMIT)  # fmt: skip
+    token = self.request.id or str(uuid.uuid4())
+    admission = breakers.admit(cluster_name, token)
+    if not admission.run:
+        # The cluster keeps failing: come back when its breaker lets a probe through.
+        return _defer(
+            self,
+            deferred,
+            max(0.5, admission.retry_at - time.time()) + random.uniform(0, 1),
+            f"{cluster_name}: circuit open",
+        )
     # A scheduled run yields to whoever holds the target; a forced one waits its turn.
     wait = SOFT_TIME_LIMIT / 2 if forced else 0.0
     lock = TargetLock.for_target(
-        rt.client, rt.keys, app=app_name, cluster=cluster_name, ttl=LOCK_TTL, wait=wait
-    )
+        rt.client, rt.keys, app=app_name, cluster=cluster_name, ttl=LOCK_TTL, wait=wait,
+        holder=Holder.this_process().encode(), is_dead=heartbeats.holder_dead,
+    )  # fmt: skip
+    slots = ClusterSlots(rt.client, rt.keys, cluster_name, limit=CLUSTER_CONCURRENCY,
+                         ttl=HARD_TIME_LIMIT,
+                         is_dead=lambda h: heartbeats.holder_dead(holder_of(h)))  # fmt: skip
+    applied = AppliedDeliveries(rt.client, rt.keys, ttl=APPLIED_MARK_TTL)
+    attempt = self.request.retries
     try:
         with lock:
-            outcome = _run(rt, app_name, cluster_name, kind, revision,
-                           Options(prune=prune, dry_run=dry_run), ref)  # fmt: skip
+            if self.request.id and applied.applied(self.request.id, attempt):
+                # A second delivery of an attempt that already ran (its worker was taken
+                # for dead, or the broker redelivered it): the first one's record stands.
+                result = skipped(app_name, cluster_name, trigger, "already applied")
+                rt.metrics.observe(result)
+                return result
+            slot = str(lock.token)
+            if not slots.acquire(slot):
+                breakers.record(cluster_name, token, None)  # a probe that did not run
+                busy = f"{cluster_name}: all {CLUSTER_CONCURRENCY} slots busy"
+                raise _Deferred(SLOT_RETRY + random.uniform(0, SLOT_RETRY), busy)
+            try:
+                if kind is Trigger.SCHEDULE:
+                    scheduled.started(app_name, cluster_name)
+                outcome = _run(rt, app_name, cluster_name, kind, revision,
+                               Options(prune=prune, dry_run=dry_run), ref)  # fmt: skip
+            finally:
+                slots.release(slot)
             if lock.lost:
                 outcome.errors.append(Problem("the target lock was lost during the run", True))
                 outcome.sync = SyncStatus.FAILED
+            data = outcome.to_dict()
+            data["attempt"] = attempt + 1
+            # Links the recorded outcome to its task: ``sync --wait`` finds it by this id.
+            data["task_id"] = self.request.id
+            circuit = breakers.record(cluster_name, token, cluster_reachable(data))
+            data["circuit"] = _circuit_dict(circuit)
+            # Recorded and marked applied under the lock, so a second delivery of this
+            # attempt, waiting for the lock, finds both.
+            rt.records.record(data)
+            if self.request.id:
+                applied.mark(self.request.id, attempt)
+    except _Deferred as later:
+        return _defer(self, deferred, later.countdown, later.why)
     except LockBusy:
+        breakers.record(cluster_name, token, None)
         if not forced:
+            scheduled.started(app_name, cluster_name)
             result = skipped(app_name, cluster_name, trigger, "busy")
             rt.metrics.observe(result)
             return result
-        retry = self.retry(countdown=backoff(self.request.retries), max_retries=MAX_RETRIES * 4)
+        retry = self.retry(countdown=backoff(self.request.retries),
+                           max_retries=MAX_RETRIES * 4 + deferred)  # fmt: skip
         raise retry from None
-    data = outcome.to_dict()
-    data["attempt"] = self.request.retries + 1
-    # Links the recorded outcome to its task: ``sync --wait`` finds it by this id.
-    data["task_id"] = self.request.id
-    rt.records.record(data)
     rt.metrics.observe(data)
     summary = job_summary(data)
-    if outcome.retryable and self.request.retries < MAX_RETRIES:
-        delay = backoff(self.request.retries)
+    failures = self.request.retries - deferred
+    if outcome.retryable and failures < MAX_RETRIES:
+        delay = backoff(failures)
         log.info("retrying %s/%s in %.1fs: %s", app_name, cluster_name, delay,
                  outcome.errors[0].message)  # fmt: skip
         # The failure rides along, so Flower's retried row says why.
@@ -240,6 +372,35 @@ def reconcile_target(
     if outcome.failed:
         raise ReconcileFailed.of(summary)
     return summary
+
+
+class _Deferred(Exception):
+    """The target cannot run now (its cluster is full): retry in ``countdown`` seconds."""
+
+    def __init__(self, countdown: float, why: str) -> None:
+        super().__init__(why)
+        self.countdown = countdown
+        self.why = why
+
+
+def _defer(task: Task, deferred: int, countdown: float, why: str) -> dict[str, Any]:
+    """Send the target again in ``countdown`` seconds, same task id, one more deferral.
+
+    Raises Celery's ``Retry``: the task ends RETRY and a worker takes it up later; the
+    retry is not counted against the task's failure retries (``deferred`` is).
+    """
+    log.info("deferring %s for %.1fs: %s", task.request.id, countdown, why)
+    kwargs = {**(task.request.kwargs or {}), "deferred": deferred + 1}
+    raise task.retry(countdown=countdown, max_retries=None, kwargs=kwargs)
+
+
+def _circuit_dict(circuit: Circuit) -> dict[str, Any]:
+    """The breaker as an outcome shows it: state, consecutive failures, next probe."""
+    data = circuit.to_dict()
+    retry_at = data.get("next_retry")
+    if isinstance(retry_at, float):
+        data["next_retry"] = timestamp(datetime.fromtimestamp(retry_at, UTC))
+    return data
 
 
 def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) -> str:

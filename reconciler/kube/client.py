@@ -103,6 +103,24 @@ class _AtomicDiscoverer(LazyDiscoverer):
             pass  # a cache that cannot be written only costs a rediscovery
 
 
+def _default_request_timeout(api_client: k8s.ApiClient, timeout: tuple[float, float]) -> None:
+    """Give every request of ``api_client`` a deadline, also those we do not make.
+
+    Our calls pass ``_request_timeout``; the DynamicClient's discovery does not, and
+    urllib3 then waits forever: a cluster that accepts connections and never answers
+    would hold a worker slot until the task's hard time limit.
+    """
+    rest = api_client.rest_client
+    request = rest.request
+
+    def with_deadline(*args: Any, **kwargs: Any) -> Any:
+        if len(args) < 8:  # not passed positionally (it is the eighth parameter)
+            kwargs["_request_timeout"] = kwargs.get("_request_timeout") or timeout
+        return request(*args, **kwargs)
+
+    rest.request = with_deadline  # type: ignore[method-assign]
+
+
 class KubeClient:
     """One cluster, as the engine sees it: discovery, list, get, apply, delete.
 
@@ -120,6 +138,7 @@ class KubeClient:
         self.name = name
         self.api_client = api_client
         self.timeout = timeout
+        _default_request_timeout(api_client, timeout)
         host = api_client.configuration.host.encode()
         cache_file = cache_dir / "discovery" / f"{hashlib.sha256(host).hexdigest()[:16]}.json"
         cache_file.parent.mkdir(parents=True, exist_ok=True)
