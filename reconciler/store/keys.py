@@ -173,6 +173,14 @@ class Keys:
         """Set: names of the applications whose reconciles are suspended."""
         return f"{self.prefix}suspended"
 
+    def initialised(self) -> str:
+        """String: present once beat has rebuilt this installation's state in this Redis.
+
+        Its absence on a Redis that served the installation before means Redis restarted
+        empty: beat then rebuilds the schedule and suspensions from durable sources.
+        """
+        return f"{self.prefix}initialised"
+
     def fleet(self) -> str:
         """Hash: whether the fleet file is valid, since when, and the fleet in force.
 
