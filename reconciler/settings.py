@@ -54,6 +54,17 @@ class Settings(BaseModel):
     # --- one installation's connection -------------------------------------------------
     #: Broker, result backend, locks and records (``REDIS_URL``).
     redis_url: str | None = _env("REDIS_URL")
+    #: Master name the Sentinels know the primary by, when ``REDIS_URL`` names Sentinels
+    #: (``sentinel://host:26379;sentinel://host2:26379/0``)
+    #: (``RECONCILER_REDIS_SENTINEL_MASTER``).
+    redis_sentinel_master: str = Field(
+        default="mymaster", validation_alias="RECONCILER_REDIS_SENTINEL_MASTER"
+    )
+    #: Seconds between health checks (a PING) of an idle Redis connection, so a Redis
+    #: that restarted is noticed before a command fails (``RECONCILER_REDIS_HEALTH_CHECK``).
+    redis_health_check: float = Field(
+        default=10.0, ge=0, validation_alias="RECONCILER_REDIS_HEALTH_CHECK"
+    )
     #: Prefix of every key of this installation (``RECONCILER_REDIS_PREFIX``).
     redis_prefix: str | None = _env("RECONCILER_REDIS_PREFIX")
     #: The fleet file every component reads (``RECONCILER_CONFIG``).

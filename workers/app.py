@@ -31,6 +31,7 @@ from celery.app.amqp import AMQP
 from kombu.entity import Queue
 
 from reconciler.settings import load as load_settings
+from reconciler.store import connect
 from reconciler.store.keys import Keys
 from workers.flower import apply_flower_defaults, name_task_message
 from workers.logs import prepare_command
@@ -118,7 +119,11 @@ def reconfigure(celery_app: Celery, *, url: str, prefix: str) -> None:
 
 def settings(url: str, keys: Keys) -> dict[str, object]:
     """Every Celery and RedBeat setting, for one Redis and key prefix."""
+    # Where Redis is and how to reconnect to it (plain or Sentinel) comes from the one
+    # place that makes Redis clients; only this installation's options are added here.
+    redis_conf = connect.celery_settings(url)
     transport = {
+        **redis_conf.pop("broker_transport_options"),
         "visibility_timeout": int(VISIBILITY_TIMEOUT),
         # Look for tasks whose worker died at least four times per visibility timeout
         # (kombu's default sweep is every 10 s x 10 = 100 s, far later than the timeout).
@@ -127,15 +132,21 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
         "queue_order_strategy": "sorted",
         "global_keyprefix": keys.celery(),
     }
+    backend_transport = {
+        **redis_conf.pop("result_backend_transport_options"),
+        "global_keyprefix": keys.celery(),
+    }
     return dict(
-        broker_url=url,
+        **redis_conf,
         # kombu's Redis transport, recording which worker took which delivery so a dead
         # worker's are given back at once (``workers.broker``); other schemes keep theirs.
-        broker_transport="workers.broker:Transport" if url.startswith("redis://") else None,
-        result_backend=url,
+        broker_transport=(
+            "workers.broker:Transport"
+            if str(redis_conf.get("broker_url", url)).startswith("redis://")
+            else None
+        ),
         broker_transport_options=transport,
-        result_backend_transport_options={"global_keyprefix": keys.celery()},
-        broker_connection_retry_on_startup=True,
+        result_backend_transport_options=backend_transport,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -155,8 +166,6 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
         task_queues=[Queue(FORCED_QUEUE), Queue(SCHEDULED_QUEUE)],
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
-        redbeat_redis_url=url,
-        redbeat_redis_options={"health_check_interval": 30},
         redbeat_key_prefix=keys.redbeat(),
         # Seconds a dead beat keeps the schedule locked before a standby beat takes over.
         redbeat_lock_timeout=load_settings().beat_lock_timeout,
