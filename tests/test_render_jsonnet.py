@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +228,25 @@ def test_jsonnet_only_in_subfolders_is_named_in_the_empty_error() -> None:
         "apps/nested: no manifests found (looked for *.yaml, *.yml, *.json; 3 .jsonnet files "
         "present: set source.jsonnet, or point path at the folder that holds them)"
     )
+
+
+def _render_in(queue: Any) -> None:
+    source = '{apiVersion: "v1", kind: "ConfigMap", metadata: {name: "in-pool"}}'
+    try:
+        queue.put([o.manifest["metadata"]["name"] for o in inline(source)])
+    except BaseException as exc:  # reported to the test, not lost in the child
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_evaluates_inside_a_daemonic_pool_process() -> None:
+    """Celery's pool processes are daemonic; the evaluation's own child must still start."""
+    import multiprocessing  # noqa: PLC0415
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    pool_process = context.Process(target=_render_in, args=(queue,), daemon=True)
+    pool_process.start()
+    try:
+        assert queue.get(timeout=30) == ["in-pool"]
+    finally:
+        pool_process.join(timeout=30)

@@ -19,12 +19,16 @@ import reaches outside the application path.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import multiprocessing
+import os
+import pickle
 import re
+import select
+import signal
+import time
 from collections.abc import Mapping
 from contextlib import ExitStack
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -157,52 +161,77 @@ def _evaluate(
     interpreter (and the GIL-free C++ code under it) for as long as it likes.  A thread
     cannot be stopped, so the evaluation runs in a forked child (which keeps the import
     callback and the request as they are) and is killed at ``EVALUATION_TIMEOUT``.
+
+    The child is made with ``os.fork`` rather than ``multiprocessing``: Celery's pool
+    processes are daemonic, and ``multiprocessing`` refuses children to a daemon.  The
+    child writes one pickled answer to a pipe and leaves with ``os._exit``, running no
+    handler of the parent's.
     """
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_evaluate_in_child, args=(sender, request, entries, libs, arguments), daemon=True
-    )
-    child.start()
-    sender.close()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_fd)
+        try:
+            answer = _answer(request, entries, libs, arguments)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(pickle.dumps(answer))
+        finally:
+            os._exit(0)
+    os.close(write_fd)
     try:
-        if not receiver.poll(EVALUATION_TIMEOUT):
-            shown = ", ".join(request.repo_path(entry) for entry in entries)
-            raise RenderError(
-                f"{shown}: Jsonnet evaluation did not finish within "
-                f"{EVALUATION_TIMEOUT:g}s (a runaway loop?); stopped"
-            )
-        ok, result = receiver.recv()
-    except EOFError:
-        raise RenderError(
-            f"{request.label}: Jsonnet evaluation died (exit code {child.exitcode})"
-        ) from None
+        data = _read_until(read_fd, time.monotonic() + EVALUATION_TIMEOUT)
     finally:
-        receiver.close()
-        if child.is_alive():
-            child.kill()
-        child.join()
+        os.close(read_fd)
+        _reap(pid)
+    if data is None:
+        shown = ", ".join(request.repo_path(entry) for entry in entries)
+        raise RenderError(
+            f"{shown}: Jsonnet evaluation did not finish within "
+            f"{EVALUATION_TIMEOUT:g}s (a runaway loop?); stopped"
+        )
+    if not data:
+        raise RenderError(f"{request.label}: Jsonnet evaluation died before answering")
+    ok, result = pickle.loads(data)  # our own child's answer, never outside input
     if not ok:
         raise RenderError(str(result))
     return list(result)
 
 
-def _evaluate_in_child(
-    sender: Connection,
-    request: RenderRequest,
-    entries: list[str],
-    libs: list[str],
-    arguments: _Arguments,
-) -> None:
-    """The child's side of ``_evaluate``: sends ``(True, outputs)`` or ``(False, message)``."""
+def _answer(
+    request: RenderRequest, entries: list[str], libs: list[str], arguments: _Arguments
+) -> tuple[bool, Any]:
+    """The child's answer: ``(True, outputs)`` or ``(False, message)``; never raises."""
     try:
-        sender.send((True, _evaluate_here(request, entries, libs, arguments)))
+        return True, _evaluate_here(request, entries, libs, arguments)
     except RenderError as exc:
-        sender.send((False, str(exc)))
+        return False, str(exc)
     except BaseException as exc:  # the parent reports it, with no traceback
-        sender.send((False, f"{request.label}: Jsonnet evaluation failed: {exc}"))
-    finally:
-        sender.close()
+        return False, f"{request.label}: Jsonnet evaluation failed: {exc}"
+
+
+def _read_until(fd: int, deadline: float) -> bytes | None:
+    """Everything written to ``fd`` until its end, or None when ``deadline`` passes first."""
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _reap(pid: int) -> None:
+    """Kill the child if it still runs, and collect it (no zombie is left)."""
+    with contextlib.suppress(ProcessLookupError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 def _evaluate_here(
