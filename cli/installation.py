@@ -223,9 +223,9 @@ def require_redis() -> str:
 
 def redis_client() -> Any:
     """A client of the checked installation Redis."""
-    import redis as redis_lib  # noqa: PLC0415
+    from reconciler.store import connect  # noqa: PLC0415
 
-    return redis_lib.Redis.from_url(require_redis(), socket_timeout=30)
+    return connect.client(require_redis(), socket_timeout=30)
 
 
 def guarded(command: F) -> F:

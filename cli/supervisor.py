@@ -38,6 +38,7 @@ from reconciler.fleet import Fleet, load_fleet
 from reconciler.lifetime import DEATH_SIGNAL, STOP_SIGNALS, tie_to_parent
 from reconciler.settings import DEFAULT_PREFIX
 from reconciler.settings import load as load_settings
+from reconciler.store import connect
 from reconciler.store.provision import free_port, provide_redis
 from reconciler.store.records import Records
 
@@ -339,11 +340,10 @@ def _watch(options: UpOptions, fleet: Fleet, env: dict[str, str], children: list
     every target is synced (if asked)."""
     deadline = time.monotonic() + options.until_synced if options.until_synced else None
     expected = {(a.name, c.name) for a in fleet.applications for c in fleet.targets(a)}
-    import redis  # noqa: PLC0415
 
     from reconciler.store.keys import Keys  # noqa: PLC0415
 
-    client = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
+    client = connect.client(env["REDIS_URL"], socket_timeout=5)
     records = Records(client, Keys(env.get("RECONCILER_REDIS_PREFIX") or DEFAULT_PREFIX))
     try:
         return _watch_loop(options, records, expected, children, deadline, env)

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from celery.result import AsyncResult
 
 from reconciler.errors import TransientError
 from reconciler.outcome import Trigger
+from reconciler.store import connect
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from workers.app import app, queue_for, redis_url
@@ -89,7 +89,7 @@ def wait_for_targets(
     deadline = time.monotonic() + timeout
     results: dict[str, dict[str, Any] | None] = {t.cluster: None for t in targets}
     pending = {t.cluster: AsyncResult(t.task_id, app=app) for t in targets}
-    client = redis.Redis.from_url(redis_url(), socket_timeout=30)
+    client = connect.client(redis_url(), socket_timeout=30)
     try:
         records = Records(client, Keys())
         while pending and time.monotonic() < deadline:

@@ -38,6 +38,7 @@ import redis
 
 from reconciler.errors import ConfigError
 from reconciler.fleet import Fleet, load_fleet
+from reconciler.store import connect
 from reconciler.store.fleet_state import FleetHealth, FleetState
 from reconciler.store.keys import Keys
 
@@ -305,7 +306,7 @@ def start_worker_watch(path: str, *, redis_url: str, keys: Keys) -> FleetWatch:
     and records transitions; pool processes read the file quietly on their own.
     """
     global _worker_watch, _worker_client, _worker_thread  # noqa: PLW0603 - one per worker
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect.client(redis_url, socket_timeout=10)
     watch = FleetWatch(FleetFile(path), component="worker", state=FleetState(client, keys))
     watch.check()
     _worker_watch, _worker_client = watch, client

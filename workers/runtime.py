@@ -31,6 +31,7 @@ from reconciler.masking import is_secret
 from reconciler.render import RenderedObject
 from reconciler.settings import load as load_settings
 from reconciler.source import GitSource, default_cache_dir
+from reconciler.store import connect
 from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache, has_redacted
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
@@ -184,8 +185,7 @@ def reset_runtime() -> None:
 
 def build_runtime() -> Runtime:
     """A runtime from the environment (REDIS_URL, RECONCILER_CONFIG, cache dir)."""
-    client = redis.Redis.from_url(redis_url(), socket_timeout=30, socket_connect_timeout=10,
-                                  health_check_interval=30)  # fmt: skip
+    client = connect.client(redis_url(), socket_timeout=30)
     keys = Keys()
     cache_dir = Path(default_cache_dir())
     engine = Engine(source=GitSource(cache_dir), clients=ClientFactory(cache_dir=cache_dir))

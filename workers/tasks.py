@@ -36,6 +36,7 @@ from reconciler.fleet import Fleet
 from reconciler.model import SyncStatus
 from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.settings import load as load_settings
+from reconciler.store import connect
 from reconciler.store.breaker import Breakers, Circuit
 from reconciler.store.heartbeat import (
     AppliedDeliveries,
@@ -115,11 +116,10 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     they take and the deliveries they are handed are recorded under it.
     """
     global _pulse  # noqa: PLW0603 - one heartbeat per worker main process
-    import redis  # noqa: PLC0415
 
     worker = new_worker_id(str(getattr(sender, "hostname", "") or "worker"))
     set_worker_id(worker)
-    client = redis.Redis.from_url(redis_url())
+    client = connect.client(redis_url())
     keys = Keys()
     heartbeats = Heartbeats(client, keys, ttl=HEARTBEAT_TTL)
     owners = DeliveryOwners(client, keys)

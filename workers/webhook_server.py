@@ -68,6 +68,7 @@ from reconciler.fleet import Fleet, redact_url
 from reconciler.model import Health, SyncStatus
 from reconciler.outcome import Trigger
 from reconciler.settings import load as load_settings
+from reconciler.store import connect
 from reconciler.store.deliveries import Seen, WebhookDeliveries
 from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
@@ -790,9 +791,7 @@ def run(
         )
     secrets = WebhookSecrets.from_env()
     path = fleet_path()
-    client = redis.Redis.from_url(
-        redis_url(), socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-    )
+    client = connect.client(redis_url(), socket_timeout=10)
     keys = Keys()
     fleet = FleetWatch(FleetFile(path), component="webhook", state=FleetState(client, keys))
     providers = secrets.providers()
