@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["ALLOWED_SCHEMES", "Form", "RepoURL", "identity", "redact_url"]
+__all__ = ["ALLOWED_SCHEMES", "Form", "RepoURL", "identity", "redact_url", "without_userinfo"]
 
 #: Schemes Git may use without running a helper program.
 ALLOWED_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
@@ -235,6 +235,15 @@ def redact_url(url: str) -> str:
     Never raises: it is called on the way to reporting errors.
     """
     return RepoURL.parse(url).redacted
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with no userinfo at all (``RepoURL.without_userinfo``); never raises.
+
+    For addresses shown where even an SSH or Redis user name is noise (the Git source's
+    messages, the installation's Redis line) and for hashing into key names.
+    """
+    return RepoURL.parse(url).without_userinfo
 
 
 def identity(url: str) -> str:

@@ -73,8 +73,11 @@ def test_redacted_and_fetch_url_never_carry_the_password(
     url = RepoURL.parse(text)
     assert url.redacted == redacted
     assert url.fetch_url == fetch
-    # Every former parser now gives the same redaction.
-    assert redact_url(text) == source_redact_url(text) == fleet_redact_url(text) == redacted
+    # The fleet file's messages and the Git source's show the same parse: one with the
+    # secret marked, one with no userinfo at all (as Redis keys hash it).
+    assert redact_url(text) == fleet_redact_url(text) == redacted
+    assert source_redact_url(text) == without_userinfo(text) == url.without_userinfo
+    assert "@" not in source_redact_url(text)
 
 
 def test_scp_like_password_is_redacted_everywhere() -> None:

@@ -6,7 +6,7 @@ application's path at that commit, so every cluster of one run sees the same man
 
 from __future__ import annotations
 
-from reconciler.repourl import redact_url
+from reconciler.repourl import without_userinfo as redact_url
 from reconciler.source.git import MAX_FILE_BYTES, GitSource, check_path, default_cache_dir
 
 __all__ = ["MAX_FILE_BYTES", "GitSource", "check_path", "default_cache_dir", "redact_url"]
