@@ -8,11 +8,15 @@ failed or drift was found where asked, 2 bad input or usage.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cli.installation import current
 from cli.output import (
@@ -25,12 +29,16 @@ from cli.output import (
     summary_of,
     target_name,
 )
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ConfigError, ReconcilerError, SourceError, TransientError
+from reconciler.source import GitSource
 
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
-    from reconciler.engine import Engine
-    from reconciler.fleet import Application, Cluster, Fleet
+    from reconciler.engine import Engine, RenderInput
+    from reconciler.fleet import Application, Cluster, Fleet, Source, Target
     from reconciler.outcome import Outcome
+    from reconciler.render import RenderedObject
+
+_T = TypeVar("_T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -101,33 +109,26 @@ VALIDATE_COLUMNS: tuple[Column, ...] = (
 
 
 def cmd_validate(args: Params) -> int:
-    """Validate the fleet file and render every target; write nothing to any cluster."""
+    """Validate the fleet file and render every target; write nothing to any cluster.
+
+    Built for fleets of thousands of applications: each (repository, revision) is
+    fetched and resolved once, every path the targets need at one commit is read from
+    Git in one pass, and each distinct render (commit, path, render inputs) runs once and
+    is shared by every target that needs it; discovery is read once per cluster.
+    Progress goes to stderr while it runs.
+    """
+    from reconciler.settings import load as load_settings  # noqa: PLC0415
+
     fleet = load(args)
-    eng = engine()
-    rows: list[dict[str, Any]] = []
-    bad_input = failed = False
-    for app in fleet.applications:
-        commit: str | None = None
-        try:
-            commit = eng.resolve(app.source, True)
-        except ReconcilerError as exc:
-            for cluster in fleet.targets(app):
-                rows.append({"application": app.name, "cluster": cluster.name, "revision": None,
-                             "objects": 0, "error": str(exc)})  # fmt: skip
-            bad_input |= not exc.retryable
-            failed |= exc.retryable
-            continue
-        for cluster in fleet.targets(app):
-            row: dict[str, Any] = {"application": app.name, "cluster": cluster.name,
-                                   "revision": commit, "objects": 0, "error": ""}  # fmt: skip
-            try:
-                manifests, _ = eng.desired(fleet.target(app.name, cluster.name), commit)
-                row["objects"] = len(manifests)
-            except ReconcilerError as exc:
-                row["error"] = str(exc)
-                bad_input |= not exc.retryable
-                failed |= exc.retryable
-            rows.append(row)
+    validation = _Validation(fleet, load_settings().cache_path)
+    try:
+        rows = validation.run()
+    finally:
+        validation.engine.clients.close()
+    bad_input = any(r["error"] and not r["retryable"] for r in rows)
+    failed = any(r["error"] and r["retryable"] for r in rows)
+    for r in rows:
+        del r["retryable"]
     for warning in fleet.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     data = {"fleet": fleet.path, "warnings": list(fleet.warnings), "targets": rows}
@@ -139,6 +140,194 @@ def cmd_validate(args: Params) -> int:
     if bad_input:
         return EXIT_USAGE
     return EXIT_FAILED if failed else EXIT_OK
+
+
+#: Without a terminal, ``validate`` writes a progress line every this many targets.
+PROGRESS_EVERY = 500
+
+
+class _Validation:
+    """One ``validate`` run: an engine whose source, resolve and render stages are shared.
+
+    Results, errors included, are kept per (repository, revision) and per (commit,
+    render inputs), so ten thousand applications of one repository cost one fetch, one
+    read of the tree and as many renders as there are distinct paths and inputs.
+    """
+
+    def __init__(self, fleet: Fleet, cache_dir: Path) -> None:
+        from reconciler.engine import Engine  # noqa: PLC0415
+        from reconciler.kube.client import ClientFactory  # noqa: PLC0415
+
+        self.fleet = fleet
+        self.source = _ReadAheadSource(cache_dir)
+        self.engine = Engine(source=self.source, clients=ClientFactory(cache_dir=cache_dir))
+        self._render_from_git = self.engine.render_from_git
+        self.engine.objects = self._render
+        self._commits: dict[tuple[str, str], str | ReconcilerError] = {}
+        self._fetched: dict[str, ReconcilerError | None] = {}
+        self._renders: dict[tuple[str, str], list[RenderedObject] | ReconcilerError] = {}
+
+    def run(self) -> list[dict[str, Any]]:
+        """One row per target, in fleet order: the commit, the object count or the error."""
+        planned: list[tuple[dict[str, Any], Target | None]] = []
+        paths: dict[tuple[str, str], set[str]] = {}
+        for app in self.fleet.applications:
+            commit: str | None = None
+            problem: ReconcilerError | None = None
+            try:
+                commit = self._resolve(app.source)
+            except ReconcilerError as exc:
+                problem = exc
+            for cluster in self.fleet.targets(app):
+                row = _row(app.name, cluster.name, commit)
+                target = None
+                if problem is not None:
+                    _fail(row, problem)
+                else:
+                    try:
+                        target = self.fleet.target(app.name, cluster.name)
+                    except ReconcilerError as exc:
+                        _fail(row, exc)
+                if target is not None and commit is not None:
+                    paths.setdefault((app.source.repo, commit), set()).add(target.path)
+                planned.append((row, target))
+        for (repo, commit), wanted in paths.items():
+            self.source.read_ahead(repo, commit, sorted(wanted))
+        with _Progress(len(planned)) as progress:
+            for row, target in planned:
+                if target is not None and row["revision"]:
+                    try:
+                        manifests, _ = self.engine.desired(target, row["revision"])
+                        row["objects"] = len(manifests)
+                    except ReconcilerError as exc:
+                        _fail(row, exc)
+                progress.advance()
+        return [row for row, _ in planned]
+
+    def _resolve(self, source: Source) -> str:
+        """The commit of (repository, revision): the repository fetched once per run."""
+        key = (source.repo, source.revision)
+        if key not in self._commits:
+            fetch_error = self._fetched.get(source.repo)
+            try:
+                if fetch_error is not None:
+                    raise fetch_error
+                fresh = source.repo not in self._fetched
+                self._fetched.setdefault(source.repo, None)
+                try:
+                    self._commits[key] = self.source.resolve(
+                        source.repo, source.revision, fetch=fresh
+                    )
+                except TransientError as exc:
+                    self._fetched[source.repo] = exc
+                    raise
+            except ReconcilerError as exc:
+                self._commits[key] = exc
+        return _result(self._commits[key])
+
+    def _render(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+        """The engine's render stage, run once per (commit, render inputs)."""
+        key = (commit, self._shared(spec, commit).key())
+        if key not in self._renders:
+            try:
+                self._renders[key] = self._render_from_git(spec, commit)
+            except ReconcilerError as exc:
+                self._renders[key] = exc
+        return _result(self._renders[key])
+
+    def _shared(self, spec: RenderInput, commit: str) -> RenderInput:
+        """``spec`` without what cannot change its render, so more targets share one.
+
+        A path left to detection carries the options a chart would render with (the
+        application's name as release name, its namespace); when the path holds no chart
+        they are unused, and every application of that path renders the same objects.
+        """
+        from reconciler.render import SourceKind, detect  # noqa: PLC0415
+        from reconciler.render.options import DEFAULT_HELM_OPTIONS  # noqa: PLC0415
+
+        if spec.helm is not None or spec.jsonnet is not None or spec.directory is not None:
+            return spec
+        try:
+            files = self.source.read_tree(spec.repo, commit, spec.path)
+        except ReconcilerError:
+            return spec  # the render reports it
+        if detect(files) is SourceKind.HELM:
+            return spec
+        return dataclasses.replace(spec, chart=DEFAULT_HELM_OPTIONS)
+
+
+def _result(value: _T | ReconcilerError) -> _T:
+    """A kept result, or its kept error raised again (with a fresh traceback)."""
+    if isinstance(value, ReconcilerError):
+        raise value.with_traceback(None)
+    return value
+
+
+def _row(app: str, cluster: str, commit: str | None) -> dict[str, Any]:
+    return {"application": app, "cluster": cluster, "revision": commit, "objects": 0,
+            "error": "", "retryable": False}  # fmt: skip
+
+
+def _fail(row: dict[str, Any], exc: ReconcilerError) -> None:
+    row["error"] = str(exc)
+    row["retryable"] = exc.retryable
+
+
+class _ReadAheadSource(GitSource):
+    """A Git source serving ``read_tree`` from trees read for a whole fleet at once."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        super().__init__(cache_dir)
+        self._trees: dict[tuple[str, str], dict[str, dict[str, bytes] | SourceError]] = {}
+
+    def read_ahead(self, url: str, commit: str, paths: list[str]) -> None:
+        """Read ``paths`` at ``commit`` in one pass; on failure each is read alone later."""
+        # On failure read_tree, path by path, reports the error where it belongs.
+        with contextlib.suppress(ReconcilerError):
+            self._trees[(url, commit)] = self.read_trees(url, commit, paths)
+
+    def read_tree(self, url: str, commit: str, path: str = "") -> dict[str, bytes]:
+        files = self._trees.get((url, commit), {}).get(path)
+        if files is None:
+            return super().read_tree(url, commit, path)
+        if isinstance(files, SourceError):
+            raise SourceError(str(files))
+        return dict(files)
+
+
+class _Progress:
+    """Targets done, on stderr: a rich progress bar on a terminal, else a line every so often."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty() and self.total:
+            from rich.console import Console  # noqa: PLC0415
+            from rich.progress import Progress  # noqa: PLC0415
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("validating targets", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif self.done % PROGRESS_EVERY == 0 or (
+            self.done == self.total and self.total >= PROGRESS_EVERY
+        ):
+            elapsed = time.monotonic() - self.started
+            print(f"validate: {self.done}/{self.total} targets ({elapsed:.1f}s)", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def _run_targets(args: Params, *, dry_run: bool) -> list[Outcome]:

@@ -350,3 +350,29 @@ def test_mirror_names_normalise_urls(source: GitSource) -> None:
         "ssh://git@github.com/org/repo"
     )
     assert source.mirror_path("https://github.com/org/other") != source.mirror_path(same[0])
+
+
+def test_read_trees_matches_read_tree_path_by_path(
+    source: GitSource, repo: Path, tmp_path: Path
+) -> None:
+    (repo / "shared").mkdir()
+    (repo / "shared/cm.yaml").write_text("kind: ConfigMap\n")
+    (repo / "apps/web/common").symlink_to("../../shared")
+    (repo / "apps/bad").mkdir()
+    (repo / "apps/bad/evil.yaml").symlink_to(tmp_path / "outside.yaml")
+    commit = commit_files(repo, {})
+    url = str(repo)
+    paths = ["apps/web", "", "apps/web/sub", "apps/bad", "missing", "README.md"]
+    trees = source.read_trees(url, commit, paths)
+    assert list(trees) == paths
+    for path in paths:
+        got = trees[path]
+        try:
+            expected = source.read_tree(url, commit, path)
+        except SourceError as exc:
+            assert isinstance(got, SourceError), path
+            assert str(got) == str(exc)
+        else:
+            assert got == expected, path
+    assert trees["apps/web"]["common/cm.yaml"] == b"kind: ConfigMap\n"
+    assert "leaves the repository" in str(trees["apps/bad"])

@@ -331,6 +331,67 @@ class GitSource:
         contents = dict(self._cat_blobs(remote, mirror, {e.sha for e in files.values()}))
         return {name: contents[entry.sha] for name, entry in sorted(files.items())}
 
+    def read_trees(
+        self, url: str, commit: str, paths: Iterable[str]
+    ) -> dict[str, dict[str, bytes] | SourceError]:
+        """``read_tree`` of many paths of one commit, for a whole fleet at once.
+
+        One ``ls-tree`` of the commit and one ``cat-file`` for every blob the paths
+        need, instead of four git processes per path: validating ten thousand
+        applications of one repository must not start forty thousand processes.  Each
+        path maps to its files, or to the SourceError ``read_tree`` would raise for it
+        (so one path's bad symlink fails that path only); an error about the commit
+        itself is raised.
+        """
+        remote = _parse_remote(url)
+        _check_commit(commit, remote.display)
+        mirror = self._existing_mirror(remote)
+        where = f"{remote.display}@{commit[:12]}"
+        if commit not in self._batch_check(remote, mirror, [f"{commit}^{{commit}}"]).values():
+            raise SourceError(f"{where}: commit {commit} is not in the repository")
+        entries = self._ls_tree(remote, mirror, commit, "")
+        resolver = _Resolver(entries, where=where)
+        if any(entry.is_link for entry in entries.values()):
+            resolver.read_links(lambda shas: self._cat_blobs(remote, mirror, shas))
+        found: dict[str, dict[str, _Entry] | SourceError] = {}
+        for path in paths:
+            try:
+                found[path] = self._files_at(resolver, entries, path, where=where)
+            except SourceError as exc:
+                found[path] = exc
+        wanted = {
+            e.sha for files in found.values() if isinstance(files, dict) for e in files.values()
+        }
+        contents = dict(self._cat_blobs(remote, mirror, wanted))
+        return {
+            path: files if isinstance(files, SourceError)
+            else {name: contents[entry.sha] for name, entry in sorted(files.items())}
+            for path, files in found.items()
+        }  # fmt: skip
+
+    @staticmethod
+    def _files_at(
+        resolver: _Resolver, entries: Mapping[str, _Entry], path: str, *, where: str
+    ) -> dict[str, _Entry]:
+        """The blobs ``read_tree`` returns for ``path``, from the commit's whole listing."""
+        normal = check_path(path)
+        entry = entries.get(normal) if normal else _Entry("040000", "tree", "", -1)
+        if entry is None:
+            raise SourceError(f"{where}: path {normal!r} does not exist at this commit")
+        if entry.type != "tree":
+            raise SourceError(f"{where}: path {normal!r} is a {entry.type}, not a directory")
+        files = resolver.files_under(normal)
+        if len(files) > MAX_FILES:
+            raise SourceError(f"{where}: {normal or '/'} holds over {MAX_FILES} files")
+        for name, blob in files.items():
+            if blob.size > MAX_FILE_BYTES:
+                shown = posixpath.join(normal, name)
+                raise SourceError(
+                    f"{where}: {shown}: file is {blob.size} bytes, "
+                    f"over the {MAX_FILE_BYTES} byte limit"
+                )
+        return files
+
     def export(self, url: str, commit: str, dest: str | os.PathLike[str]) -> None:
         """Write the whole repository at ``commit`` into the empty directory ``dest``.
 
