@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -1053,11 +1054,20 @@ class Fleet:
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     projects: tuple[Project, ...] = ()
 
+    @functools.cached_property
+    def _clusters_by_name(self) -> dict[str, Cluster]:
+        # Built once per fleet: a pass over 10,000 targets looks names up 20,000 times.
+        return {cluster.name: cluster for cluster in self.clusters}
+
+    @functools.cached_property
+    def _application_indexes(self) -> dict[str, int]:
+        return {app.name: index for index, app in enumerate(self.applications)}
+
     def cluster(self, name: str) -> Cluster:
         """The cluster called ``name``; ConfigError naming close known names otherwise."""
-        for cluster in self.clusters:
-            if cluster.name == name:
-                return cluster
+        found = self._clusters_by_name.get(name)
+        if found is not None:
+            return found
         raise ConfigError(
             f"{self.path}: unknown cluster {quote(name)}"
             + known(name, [c.name for c in self.clusters])
@@ -1068,9 +1078,9 @@ class Fleet:
         return self.applications[self._application_index(name)]
 
     def _application_index(self, name: str) -> int:
-        for index, app in enumerate(self.applications):
-            if app.name == name:
-                return index
+        index = self._application_indexes.get(name)
+        if index is not None:
+            return index
         raise ConfigError(
             f"{self.path}: unknown application {quote(name)}"
             + known(name, [a.name for a in self.applications])
