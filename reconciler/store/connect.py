@@ -123,6 +123,36 @@ def client(
     return master
 
 
+def answers(url: str, *, timeout: float = 1.0) -> bool:
+    """Whether the Redis at ``url`` (plain, or the primary its Sentinels name) answers PING.
+
+    One attempt within ``timeout`` seconds, no retries: a probe that says "not there"
+    quickly, for the command line's start and for ``reconciler up`` choosing a Redis.
+    """
+    try:
+        found = target(url)
+    except (ConfigError, ValueError):
+        return False
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    try:
+        if found.is_sentinel:
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(found.sentinels), sentinel_kwargs=dict(options),
+                password=found.password, db=found.db,
+            )  # fmt: skip
+            probe: redis.Redis = sentinel.master_for(found.master, **options)  # type: ignore[no-untyped-call]
+        else:
+            probe = redis.Redis.from_url(found.url, **options)
+    except ValueError:
+        return False
+    try:
+        return bool(probe.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        probe.close()
+
+
 def celery_settings(where: RedisTarget | str | None = None) -> dict[str, Any]:
     """Broker, result backend and RedBeat settings for one Redis (plain or Sentinel).
 

@@ -20,25 +20,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import redis
-
 from reconciler import settings
 from reconciler.errors import ConfigError
 from reconciler.lifetime import DEATH_SIGNAL, tie_to_parent
+from reconciler.store import connect
 
 
 def redis_answers(url: str, *, timeout: float = 1.0) -> bool:
-    """True when a Redis at ``url`` answers PING within ``timeout`` seconds."""
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    except ValueError:
-        return False
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
+    """True when a Redis at ``url`` (plain or Sentinel) answers PING within ``timeout`` s."""
+    return connect.answers(url, timeout=timeout)
 
 
 def embedded_redis_binary() -> str:
