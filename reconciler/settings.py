@@ -109,6 +109,18 @@ class Settings(BaseModel):
     breaker_cooldown: float = Field(
         default=30.0, gt=0, validation_alias="RECONCILER_BREAKER_COOLDOWN"
     )
+    #: Last runs of a cluster whose failing share also opens its breaker, so a cluster
+    #: failing half its requests is left alone although some runs get through
+    #: (``RECONCILER_BREAKER_WINDOW``).
+    breaker_window: int = Field(default=10, ge=1, validation_alias="RECONCILER_BREAKER_WINDOW")
+    #: Share of those runs failing transiently that opens the breaker; 0 leaves only the
+    #: consecutive count (``RECONCILER_BREAKER_FAILURE_RATE``).
+    breaker_failure_rate: float = Field(
+        default=0.5, ge=0, le=1, validation_alias="RECONCILER_BREAKER_FAILURE_RATE"
+    )
+    #: Fewest runs in the window before the share is judged, so one early failure does
+    #: not open it (``RECONCILER_BREAKER_MIN_RUNS``).
+    breaker_min_runs: int = Field(default=5, ge=1, validation_alias="RECONCILER_BREAKER_MIN_RUNS")
     #: Seconds a resolved branch revision is trusted before Git is asked again
     #: (``RECONCILER_REVISION_TTL``).
     revision_ttl: float = Field(default=10.0, validation_alias="RECONCILER_REVISION_TTL")

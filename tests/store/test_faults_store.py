@@ -103,6 +103,63 @@ def test_breaker_opens_probes_and_closes(client: redis.Redis, keys: Keys) -> Non
     assert breakers.states() == {}
 
 
+def test_breaker_opens_on_a_failing_share_although_runs_get_through(
+    client: redis.Redis, keys: Keys
+) -> None:
+    # A cluster answering 503 to half its requests: failures, with successes between.
+    breakers = Breakers(client, keys, failures=3, cooldown=30, probe_ttl=10,
+                        window=10, failure_rate=0.5, min_runs=4)  # fmt: skip
+    for n, reached in enumerate([False, True, False, True]):
+        circuit = breakers.record("flaky", f"t{n}", reached)
+        assert circuit.state is CircuitState.CLOSED, (n, circuit)
+        assert circuit.failures <= 1  # never two failures in a row
+    assert breakers.admit("flaky", "t4").run
+    opened = breakers.record("flaky", "t4", False)  # 3 of the last 5 runs failed
+    assert opened.state is CircuitState.OPEN, opened
+    assert (opened.recent_failures, opened.recent_runs) == (3, 5)
+    assert opened.next_retry > time.time() + 20
+    assert not breakers.admit("flaky", "t5").run
+    assert breakers.states()["flaky"].recent_failures == 3
+
+
+def test_breaker_stays_closed_on_a_cluster_that_mostly_answers(
+    client: redis.Redis, keys: Keys
+) -> None:
+    breakers = Breakers(client, keys, failures=3, cooldown=30, probe_ttl=10,
+                        window=10, failure_rate=0.5, min_runs=4)  # fmt: skip
+    runs = [True, True, False, True, True, False, True, True, True, False, True, False, True]
+    for n, reached in enumerate(runs):
+        assert breakers.record("prod", f"t{n}", reached).state is CircuitState.CLOSED, n
+    # An early failure is no share yet: one failure of one run leaves it closed.
+    assert breakers.record("fresh", "t0", False).state is CircuitState.CLOSED
+    assert breakers.states() == {}  # closed breakers are not listed
+    # Runs that never reached the cluster (no evidence) count for neither.
+    assert breakers.record("prod", "none", None).recent_runs == 10
+
+
+def test_breaker_probe_lets_others_come_back_within_a_cooldown_and_closes_clean(
+    client: redis.Redis, keys: Keys
+) -> None:
+    breakers = Breakers(client, keys, failures=2, cooldown=0.3, probe_ttl=60,
+                        window=10, failure_rate=0.5, min_runs=4)  # fmt: skip
+    breakers.record("prod", "t1", False)
+    assert breakers.record("prod", "t2", False).state is CircuitState.OPEN
+    deadline = time.monotonic() + 5
+    while not (probe := breakers.admit("prod", "probe")).run:
+        assert time.monotonic() < deadline, "the breaker never let a probe through"
+        time.sleep(0.05)
+    assert probe.probe
+    refused = breakers.admit("prod", "other")
+    # Not the probe's 60 s lease: at most one cooldown, then ask again.
+    assert not refused.run and refused.retry_at <= time.time() + 0.3 + 0.05
+    closed = breakers.record("prod", "probe", True)
+    assert closed.state is CircuitState.CLOSED
+    assert (closed.failures, closed.recent_runs) == (0, 0)  # a clean record
+    assert breakers.admit("prod", "other").run
+    # Once closed again, one more failure does not reopen it on the old record.
+    assert breakers.record("prod", "t3", False).state is CircuitState.CLOSED
+
+
 def test_dead_workers_deliveries_go_back_and_live_ones_stay(
     redis_url: str, client: redis.Redis, keys: Keys
 ) -> None:
