@@ -84,9 +84,12 @@ HEARTBEAT_TTL = load_settings().heartbeat_ttl
 APPLIED_MARK_TTL = 24 * 3600.0
 
 #: Reconciles of one cluster at once, fleet-wide (0: no limit); a target over it is
-#: deferred by about ``SLOT_RETRY`` seconds, leaving its worker slot to other clusters.
+#: deferred (``slot_backoff``), leaving its worker slot to other clusters.
 CLUSTER_CONCURRENCY = load_settings().cluster_concurrency
-SLOT_RETRY = 1.0
+#: Seconds of a target's first deferral for a full cluster, doubled at each further
+#: deferral up to ``SLOT_RETRY_CAP``.
+SLOT_RETRY = 0.1
+SLOT_RETRY_CAP = 2.0
 #: Seconds a queued scheduled run keeps newer intervals from queuing another.
 SCHEDULED_MARK_TTL = 600.0
 
@@ -150,6 +153,18 @@ def _stop_watching_fleet(**_: Any) -> None:
 def backoff(retries: int) -> float:
     """Seconds before retry number ``retries + 1``: exponential, capped, full jitter."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2**retries))
+    return random.uniform(ceiling / 2, ceiling)  # jitter, not security
+
+
+def slot_backoff(deferred: int) -> float:
+    """Seconds a target waits, off any worker slot, after finding its cluster full.
+
+    Short at first: a healthy cluster's reconciles take milliseconds, and a target that
+    found its cluster's slots busy waiting a whole second would be the round's straggler.
+    Doubled at each further deferral (``deferred`` so far), so the targets of a slow
+    cluster, whose slots stay busy for seconds, ask at most every ``SLOT_RETRY_CAP``.
+    """
+    ceiling = min(SLOT_RETRY_CAP, SLOT_RETRY * (2 ** min(deferred, 16)))
     return random.uniform(ceiling / 2, ceiling)  # jitter, not security
 
 
@@ -291,8 +306,10 @@ def reconcile_target(
     heartbeats = Heartbeats(rt.client, rt.keys, ttl=HEARTBEAT_TTL)
     settings = load_settings()
     breakers = Breakers(rt.client, rt.keys, failures=settings.breaker_failures,
-                        cooldown=settings.breaker_cooldown,
-                        probe_ttl=HARD_TIME_LIMIT)  # fmt: skip
+                        cooldown=settings.breaker_cooldown, probe_ttl=HARD_TIME_LIMIT,
+                        window=settings.breaker_window,
+                        failure_rate=settings.breaker_failure_rate,
+                        min_runs=settings.breaker_min_runs)  # fmt: skip
     token = self.request.id or str(uuid.uuid4())
     admission = breakers.admit(cluster_name, token)
     if not admission.run:
@@ -326,7 +343,7 @@ def reconcile_target(
             if not slots.acquire(slot):
                 breakers.record(cluster_name, token, None)  # a probe that did not run
                 busy = f"{cluster_name}: all {CLUSTER_CONCURRENCY} slots busy"
-                raise _Deferred(SLOT_RETRY + random.uniform(0, SLOT_RETRY), busy)
+                raise _Deferred(slot_backoff(deferred), busy)
             try:
                 if kind is Trigger.SCHEDULE:
                     scheduled.started(app_name, cluster_name)

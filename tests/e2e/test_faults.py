@@ -182,6 +182,45 @@ def test_circuit_breaker_opens_on_a_down_cluster_and_closes_when_it_answers(
     assert runs[0]["sync"] == "Synced" and runs[0]["circuit"]["state"] == "closed", runs[0]
 
 
+def test_a_cluster_failing_half_its_requests_opens_its_breaker_and_spares_the_others(
+    stack: Stack,
+) -> None:
+    apps = [unique("flaky") for _ in range(4)]
+    for app in apps:
+        stack.write_app(app, deployment=False)
+    commit = stack.repo.commit("four applications")
+    stack.write_fleet(*(stack.app(a, interval="1h") for a in apps))
+    stack.sim.set_faults("sim-2", errorRate=0.5, errorCode=503)
+    # Ten consecutive failures would be rare on this cluster: the failing share opens it.
+    env = {**BREAKER_ENV, "RECONCILER_BREAKER_FAILURES": "10", "RECONCILER_BREAKER_WINDOW": "6",
+           "RECONCILER_BREAKER_MIN_RUNS": "4", "RECONCILER_CLUSTER_CONCURRENCY": "1"}  # fmt: skip
+    stack.worker(concurrency=2, env=env)
+    for app in apps:
+        stack.cli_json("sync", app, "--async")
+    healthy = [(a, c) for a in apps for c in ("sim-1", "sim-3")]
+    rows = stack.wait_synced(healthy, commit=commit, timeout=30, health=None)
+    for app, cluster in healthy:
+        assert rows[(app, cluster)].get("circuit") is None, rows[(app, cluster)]
+
+    def flaky_open() -> dict[str, Any] | None:
+        row = stack.status(apps[0]).get((apps[0], "sim-2")) or {}
+        return row if row.get("circuit") == "open" else None
+
+    opened = stack.wait_until(flaky_open, timeout=30, what="sim-2's breaker to open")
+    assert opened["next_retry"], opened
+    # Runs did get through in between: it was the share, not a run of failures, that opened it.
+    runs = [h for a in apps for h in stack.history(a, "sim-2")]
+    failed = [r for r in runs if r["sync"] == "Failed"]
+    assert failed and all("503" in str(r["errors"]) for r in failed), failed
+    worst = max(int(r["circuit"]["failures"]) for r in runs if r.get("circuit"))
+    assert worst < 10, runs
+
+    stack.sim.set_faults("sim-2", errorRate=0.0)
+    outcomes = stack.cli_json("sync", apps[0], "--cluster", "sim-2", "--wait", "--timeout", "40")
+    assert [o["sync"] for o in outcomes] == ["Synced"], outcomes
+    assert outcomes[0]["circuit"]["state"] == "closed", outcomes[0]
+
+
 def test_a_slow_cluster_does_not_hold_every_worker_slot(stack: Stack) -> None:
     slow_a, slow_b, healthy = unique("slowa"), unique("slowb"), unique("fast")
     for app in (slow_a, slow_b, healthy):
