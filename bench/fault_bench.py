@@ -9,7 +9,13 @@ repository of ``--apps`` small applications on every cluster, and the platform's
   latency (send to finish).  Rounds: no fault, then sim-2 down (connections refused),
   slow (``--latency`` seconds per request) and answering 503 to half its requests.  The
   figures are compared with the no-fault round: the goal is a throughput ratio of at most
-  1.10 and a p95 ratio of at most 1.20.
+  1.10 and a p95 ratio of at most 1.20.  A round ends when every task of it has ended
+  (retries and deferrals of the faulted cluster's targets included, the fault lifted),
+  so no round shares the worker with an earlier one's leftovers; the worker's breaker
+  cooldown is ``--cooldown`` (5 s, shorter than the default 30 s: more probes of the
+  faulted cluster during a round, and rounds that drain sooner).  Each round's figures
+  are printed as it ends, with the requests the faulted cluster saw and its breaker's
+  state when the healthy targets were done.
 * **Worker host death.**  Two workers; a forced sync of a slow target; once the target's
   lock is held, the holder's whole process group is SIGKILLed.  Reports seconds from the
   kill to the target's Synced record and how many syncs were lost (never recorded within
@@ -162,9 +168,21 @@ def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
-def failing_cluster_round(bench: Bench, fault: dict[str, Any]) -> tuple[float, float]:
-    """One forced run of every target; healthy targets' throughput (per s) and p95 (s)."""
+def _settled(bench: Bench, task_ids: list[str]) -> bool:
+    """Every task of a round ended (no retry or deferral of it is still to come)."""
+    return all(bench.celery.AsyncResult(t).state in {"SUCCESS", "FAILURE"} for t in task_ids)
+
+
+def failing_cluster_round(bench: Bench, fault: dict[str, Any]) -> dict[str, Any]:
+    """One forced run of every target; healthy targets' throughput (per s) and p95 (s).
+
+    Also what the faulted cluster saw: requests (and how many were failed by the fault),
+    and its breaker's state when the healthy targets were done.  The round ends only
+    when every task of it has ended, retries and deferrals included, with the fault
+    lifted: a later round must not share the worker with this one's leftovers.
+    """
     bench.sim.set_faults(FAULTED, **{"latency": 0.0, "down": False, "errorRate": 0.0, **fault})
+    bench.sim.reset_requests(FAULTED)
     sent = time.time()
     tasks = {(a, c): bench.send(a, c) for a in bench.apps for c in CLUSTERS}
     done: dict[tuple[str, str], float] = {}
@@ -178,35 +196,45 @@ def failing_cluster_round(bench: Bench, fault: dict[str, Any]) -> tuple[float, f
         time.sleep(0.1)
     latencies = [end - sent for end in done.values()]
     throughput = len(done) / max(1e-6, max(done.values()) - sent)
-    # Let the faulted cluster's runs and retries drain before the next round.
+    counts = bench.sim.requests(FAULTED)
+    state = bench.client.hget(bench.keys.breaker(FAULTED), "state") or b"closed"
+    breaker = state.decode() if isinstance(state, bytes) else str(state)
     bench.sim.set_faults(FAULTED, latency=0.0, down=False, errorRate=0.0)
-    drain = time.monotonic() + 120
-    while time.monotonic() < drain and bench.client.llen(f"{bench.prefix}celery:reconciler-forced"):
-        time.sleep(0.2)
-    return throughput, _p95(latencies)
+    drain = time.monotonic() + 180
+    while time.monotonic() < drain and not _settled(bench, list(tasks.values())):
+        time.sleep(0.5)
+    return {"throughput": throughput, "p95": _p95(latencies),
+            "requests": sum(counts.values()),
+            "failed": sum(n for (verb, _), n in counts.items() if verb == "error"),
+            "breaker": breaker}  # fmt: skip
 
 
 def failing_cluster(bench: Bench, rounds: int, latency: float) -> None:
-    faults = {
+    faults: dict[str, dict[str, Any]] = {
         "no fault": {},
         "down": {"down": True},
         f"slow ({latency:g} s/request)": {"latency": latency},
         "503 at 50 %": {"errorRate": 0.5, "errorCode": 503},
     }
-    results: dict[str, list[tuple[float, float]]] = {}
+    results: dict[str, list[dict[str, Any]]] = {}
     failing_cluster_round(bench, {})  # warm-up: namespaces, discovery caches
-    for _ in range(rounds):
+    for number in range(rounds):
         for name, fault in faults.items():
-            results.setdefault(name, []).append(failing_cluster_round(bench, fault))
+            result = failing_cluster_round(bench, fault)
+            results.setdefault(name, []).append(result)
+            print(f"round {number + 1} {name:<24} {result['throughput']:>7.1f} targets/s "
+                  f"p95 {result['p95']:.2f} s; {FAULTED}: {result['requests']} requests "
+                  f"({result['failed']} failed by the fault), breaker {result['breaker']}",
+                  flush=True)  # fmt: skip
             bench.client.delete(*(bench.keys.breaker(c) for c in CLUSTERS))
-    base_tp = statistics.median(t for t, _ in results["no fault"])
-    base_p95 = statistics.median(p for _, p in results["no fault"])
+    base_tp = statistics.median(r["throughput"] for r in results["no fault"])
+    base_p95 = statistics.median(r["p95"] for r in results["no fault"])
     print(f"\nA failing cluster: {len(bench.apps)} apps x 3 clusters, {rounds} round(s) each; "
           f"healthy clusters {', '.join(HEALTHY)}")  # fmt: skip
     print(f"{'fault on ' + FAULTED:<28} {'targets/s':>10} {'p95 s':>8} {'tp loss':>8} {'p95 x':>7}")
     for name, values in results.items():
-        tp = statistics.median(t for t, _ in values)
-        p95 = statistics.median(p for _, p in values)
+        tp = statistics.median(r["throughput"] for r in values)
+        p95 = statistics.median(r["p95"] for r in values)
         print(f"{name:<28} {tp:>10.1f} {p95:>8.2f} {base_tp / tp:>8.2f} {p95 / base_p95:>7.2f}")
 
 
@@ -270,14 +298,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=6)
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--cluster-limit", type=int, default=2)
+    parser.add_argument("--cooldown", type=float, default=5.0)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--only", choices=["cluster", "host"], default=None)
     args = parser.parse_args()
     if args.only != "host":
         with installation(args.apps) as bench:
-            bench.worker(
-                args.concurrency, {"RECONCILER_CLUSTER_CONCURRENCY": str(args.cluster_limit)}
-            )
+            bench.worker(args.concurrency,
+                         {"RECONCILER_CLUSTER_CONCURRENCY": str(args.cluster_limit),
+                          "RECONCILER_BREAKER_COOLDOWN": str(args.cooldown)})  # fmt: skip
             failing_cluster(bench, args.rounds, args.latency)
     if args.only != "cluster":
         env = {"RECONCILER_LOCK_TTL": "10", "RECONCILER_WORKER_HEARTBEAT_TTL": "3",
