@@ -74,6 +74,7 @@ from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
+from reconciler.store.suspension import Suspensions
 from reconciler.webhook import (
     MAX_BODY_BYTES,
     MAX_TRACKED_SOURCES,
@@ -326,13 +327,9 @@ class _Deliveries:
         A push must not deploy what an operator suspended; ``reconcile_app`` only checks
         suspension for scheduled runs, so the webhook checks it before queueing.
         """
-        if not names:
-            return set()
-        flags = self.client.smismember(self.keys.suspended(), names)
+        by_operator = Suspensions(self.client, self.keys).which(names)
         return {
-            name
-            for name, flag in zip(names, flags, strict=True)
-            if flag or fleet.application(name).sync.suspended
+            name for name in names if name in by_operator or fleet.application(name).sync.suspended
         }
 
     def _forget(self, identity: str, delivery: str | None) -> None:
