@@ -51,6 +51,8 @@ MASTER = "mymaster"
 INTERVAL = 5
 #: Bound on seconds from Redis answering again to the first new Synced record.
 RECOVERY_BOUND = 25.0
+#: Seconds a forced run queued before a fault is given to finish after it.
+SETTLE = 40.0
 #: Seconds of beat's loop interval (``beat_max_loop_interval``).
 LOOP = 5
 #: Seconds Redis stays away in the two-beat blip.
@@ -350,31 +352,58 @@ class Figures:
     recovery: float  # seconds from the fault's end to the first new Synced scheduled run
     queued: int  # forced syncs queued just before the fault
     lost: int  # of those, never completed
+    early: int  # of those, finished before the fault came
     died: list[str]  # components that exited
 
     def line(self) -> str:
         return (
-            f"recovered in {self.recovery:.1f}s, forced syncs lost {self.lost}/{self.queued}, "
+            f"recovered in {self.recovery:.1f}s, forced syncs lost {self.lost}/{self.queued} "
+            f"({self.early} finished before the fault), "
             f"processes died: {', '.join(self.died) or 'none'}"
         )
 
 
+#: The cluster the forced-sync applications live on, slowed so their runs are in flight.
+SLOW = "sim-2"
+
+
 def queue_forced(stack: Stack, apps: list[str]) -> None:
-    """``reconciler sync APP --async`` for each of ``apps``: their runs are queued."""
-    for app in apps:
-        done = stack.cli("sync", app, "--async", "-o", "json", timeout=30)
-        assert done.returncode == 0, done.stderr
+    """``reconciler sync APP --async`` for all of ``apps`` at once; back when all are queued."""
+    calls = [stack.cli_async("sync", app, "--async", "-o", "json") for app in apps]
+    for call in calls:
+        _out, err = call.communicate(timeout=60)
+        assert call.returncode == 0, err
 
 
 def forced_done(stack: Stack, apps: list[str]) -> set[str]:
-    return {app for app in apps if runs(stack, app, trigger="manual", after=0, synced=False)}
+    """Those of ``apps`` with a finished forced run (whatever its outcome) in the history."""
+    return {
+        app
+        for app in apps
+        if runs(stack, app, trigger="manual", after=0, cluster=SLOW, synced=False)
+    }
 
 
-def lay_out(stack: Stack, *, forced: int) -> tuple[str, str, list[str], str]:
-    """A scheduled application, a suspended one and ``forced`` others on sim-1, committed.
+def settle(stack: Stack, apps: list[str], done_before: set[str], *, timeout: float) -> set[str]:
+    """Wait up to ``timeout`` s for the forced runs of ``apps`` to finish; those that did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        completed = forced_done(stack, apps) | done_before
+        if completed == set(apps) or time.monotonic() >= deadline:
+            return completed
+        time.sleep(0.5)
 
-    The forced ones run every hour, so only a forced sync ever reconciles them in a test.
+
+def lay_out(stack: Stack, *, forced: int, latency: float = 0.5) -> tuple[str, str, list[str], str]:
+    """A scheduled application and a soon suspended one on sim-1, ``forced`` others on the
+    slowed cluster, committed.
+
+    The forced ones run every hour, so only a forced sync reconciles them; each request to
+    their cluster takes ``latency`` s, so their runs are still queued or running when the
+    fault comes.
     """
+    if forced:
+        stack.sim.set_faults(SLOW, latency=latency)
     tag = uuid.uuid4().hex[:5]
     steady, paused = f"steady-{tag}", f"paused-{tag}"
     others = [f"forced{i}-{tag}" for i in range(forced)]
@@ -385,7 +414,7 @@ def lay_out(stack: Stack, *, forced: int) -> tuple[str, str, list[str], str]:
     stack.write_fleet(
         stack.app(steady, clusters=one, interval=f"{INTERVAL}s"),
         stack.app(paused, clusters=one, interval=f"{INTERVAL}s"),
-        *(stack.app(app, clusters=one, interval="1h") for app in others),
+        *(stack.app(app, clusters={"names": [SLOW]}, interval="1h") for app in others),
     )
     return steady, paused, others, commit
 
@@ -401,7 +430,7 @@ def alive(procs: list[Proc]) -> list[str]:
 def restart_empty(stack: Stack, own: OwnRedis, *, forced: int = 0) -> Figures:
     """Redis killed and started again empty on its port, under a running installation."""
     steady, paused, others, commit = lay_out(stack, forced=forced)
-    worker = stack.worker(concurrency=2)
+    worker = stack.worker(concurrency=3)
     beat = stack.beat()
     hook, hook_url = webhook(stack)
     stack.wait_synced(
@@ -440,11 +469,8 @@ def restart_empty(stack: Stack, own: OwnRedis, *, forced: int = 0) -> Figures:
         what="a scheduled Synced run after the restart",
     )
     recovery = finished(first[-1]) - restarted
-    # Forced syncs that ran after the restart are in the new history; those before, counted.
-    deadline = time.monotonic() + 10
-    while forced_done(stack, others) | done_before != set(others) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    completed = forced_done(stack, others) | done_before
+    # Forced runs that finished after the restart are in the new history; those before, counted.
+    completed = settle(stack, others, done_before, timeout=SETTLE)
 
     # Beat rebuilt the schedule and the suspension; the suspended application stays so.
     assert beat.log is not None
@@ -472,6 +498,7 @@ def restart_empty(stack: Stack, own: OwnRedis, *, forced: int = 0) -> Figures:
         recovery=recovery,
         queued=len(others),
         lost=len(others) - len(completed),
+        early=len(done_before),
         died=alive([worker, beat, hook]),
     )
 
@@ -479,7 +506,7 @@ def restart_empty(stack: Stack, own: OwnRedis, *, forced: int = 0) -> Figures:
 def failover(stack: Stack, sentinels: SentinelSet, *, forced: int = 0) -> Figures:
     """The Sentinel primary killed under a running installation; a replica takes over."""
     steady, _paused, others, commit = lay_out(stack, forced=forced)
-    worker = stack.worker(concurrency=2)
+    worker = stack.worker(concurrency=3)
     beat = stack.beat()
     hook, hook_url = webhook(stack)
     stack.wait_synced([(steady, "sim-1")], commit=commit, timeout=45, health=None)
@@ -504,16 +531,14 @@ def failover(stack: Stack, sentinels: SentinelSet, *, forced: int = 0) -> Figure
     # A forced sync after the failover goes through the new primary end to end.
     forced_sync = stack.cli("sync", steady, "--wait", "--timeout", "40", "-o", "json", timeout=60)
     assert forced_sync.returncode == 0, forced_sync.stdout + forced_sync.stderr
-    deadline = time.monotonic() + 15
-    while forced_done(stack, others) | done_before != set(others) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    completed = forced_done(stack, others) | done_before
+    completed = settle(stack, others, done_before, timeout=SETTLE)
     assert stack.status()[(steady, "sim-1")]["sync"] == "Synced"
     assert healthy(hook_url)
     return Figures(
         recovery=recovery,
         queued=len(others),
         lost=len(others) - len(completed),
+        early=len(done_before),
         died=alive([worker, beat, hook]),
     )
 
