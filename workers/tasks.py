@@ -86,8 +86,8 @@ APPLIED_MARK_TTL = 24 * 3600.0
 #: Reconciles of one cluster at once, fleet-wide (0: no limit); a target over it is
 #: deferred (``slot_backoff``), leaving its worker slot to other clusters.
 CLUSTER_CONCURRENCY = load_settings().cluster_concurrency
-#: Seconds of a target's first deferral for a full cluster, doubled at each further
-#: deferral up to ``SLOT_RETRY_CAP``.
+#: Seconds a target over its cluster's limit is deferred at least and at most; between
+#: them, about as long as the cluster's current runs have lasted (``slot_backoff``).
 SLOT_RETRY = 0.1
 SLOT_RETRY_CAP = 2.0
 #: Seconds a queued scheduled run keeps newer intervals from queuing another.
@@ -156,15 +156,17 @@ def backoff(retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # jitter, not security
 
 
-def slot_backoff(deferred: int) -> float:
+def slot_backoff(held_for: float) -> float:
     """Seconds a target waits, off any worker slot, after finding its cluster full.
 
-    Short at first: a healthy cluster's reconciles take milliseconds, and a target that
-    found its cluster's slots busy waiting a whole second would be the round's straggler.
-    Doubled at each further deferral (``deferred`` so far), so the targets of a slow
-    cluster, whose slots stay busy for seconds, ask at most every ``SLOT_RETRY_CAP``.
+    ``held_for``: how long the cluster's longest-running reconcile has held its slot.
+    A healthy cluster's reconciles take milliseconds: a target deferred by a whole second
+    would be its round's straggler.  A slow cluster's take seconds: its waiting targets
+    asking every tenth of a second would spend the healthy clusters' worker slots on
+    deferrals.  So the wait follows the cluster's own pace, within ``SLOT_RETRY`` and
+    ``SLOT_RETRY_CAP``, with jitter.
     """
-    ceiling = min(SLOT_RETRY_CAP, SLOT_RETRY * (2 ** min(deferred, 16)))
+    ceiling = min(SLOT_RETRY_CAP, max(SLOT_RETRY, held_for))
     return random.uniform(ceiling / 2, ceiling)  # jitter, not security
 
 
@@ -343,7 +345,7 @@ def reconcile_target(
             if not slots.acquire(slot):
                 breakers.record(cluster_name, token, None)  # a probe that did not run
                 busy = f"{cluster_name}: all {CLUSTER_CONCURRENCY} slots busy"
-                raise _Deferred(slot_backoff(deferred), busy)
+                raise _Deferred(slot_backoff(slots.held_for()), busy)
             try:
                 if kind is Trigger.SCHEDULE:
                     scheduled.started(app_name, cluster_name)

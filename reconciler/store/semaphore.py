@@ -41,6 +41,17 @@ return 0
 """
 
 
+# KEYS[1]: the cluster's slots.  ARGV[1]: TTL in ms (what every holder's score adds).
+# Returns the milliseconds the longest-running holder has held its slot (0: none).
+_HELD_FOR = """
+local now = redis.call('time')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local oldest = redis.call('zrange', KEYS[1], 0, 0, 'withscores')
+if #oldest == 0 then return 0 end
+return math.max(0, now_ms - (tonumber(oldest[2]) - tonumber(ARGV[1])))
+"""
+
+
 class ClusterSlots:
     """The semaphore of one cluster; ``limit`` 0 means no limit (always granted)."""
 
@@ -60,6 +71,7 @@ class ClusterSlots:
         self.ttl = ttl
         self.is_dead = is_dead
         self._acquire = client.register_script(_ACQUIRE)
+        self._held_for = client.register_script(_HELD_FOR)
 
     def acquire(self, holder: str) -> bool:
         """Take a slot for ``holder``; False when the cluster is full (defer the target)."""
@@ -75,6 +87,19 @@ class ClusterSlots:
     def release(self, holder: str) -> None:
         if self.limit > 0:
             self.client.zrem(self.key, holder)
+
+    def held_for(self) -> float:
+        """Seconds the longest-running holder has held its slot so far (0 when none).
+
+        How soon a slot frees is unknown; how long the cluster's current runs have
+        taken is a fair guess of its scale: milliseconds on a healthy cluster, seconds
+        on a slow one.  The caller defers a target by about that long, so the targets of
+        a quick cluster come back soon and those of a slow one do not keep asking.
+        """
+        if self.limit <= 0:
+            return 0.0
+        held = self._held_for(keys=[self.key], args=[max(1, round(self.ttl * 1000))])
+        return float(held) / 1000.0
 
     def holders(self) -> list[str]:
         found = self.client.zrange(self.key, 0, -1)

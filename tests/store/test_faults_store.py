@@ -80,6 +80,19 @@ def test_cluster_slots_are_bounded_and_dead_holders_freed(client: redis.Redis, k
     assert len(slots.holders()) == 2
 
 
+def test_cluster_slots_tell_how_long_the_current_runs_have_lasted(
+    client: redis.Redis, keys: Keys
+) -> None:
+    slots = ClusterSlots(client, keys, "prod", limit=1, ttl=60)
+    assert slots.held_for() == 0.0  # nobody holds a slot
+    assert slots.acquire("a")
+    time.sleep(0.3)
+    assert not slots.acquire("b")
+    assert 0.3 <= slots.held_for() < 5, slots.held_for()
+    slots.release("a")
+    assert slots.held_for() == 0.0
+
+
 def test_breaker_opens_probes_and_closes(client: redis.Redis, keys: Keys) -> None:
     breakers = Breakers(client, keys, failures=2, cooldown=0.3, probe_ttl=10)
     assert breakers.admit("prod", "t1").run
