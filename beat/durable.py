@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from reconciler import inventory as inv
+from reconciler.engine import write_system_configmap
 from reconciler.errors import ReconcilerError
 from reconciler.fleet import Cluster, Fleet
 from reconciler.kube import ClientFactory, KubeClient
@@ -95,14 +96,7 @@ class SuspensionCopies:
                 continue
             manifest = durable_copy(wanted)
             try:
-                kube = self._client(cluster)
-                try:
-                    kube.apply(manifest, force=True)
-                except ReconcilerError as exc:
-                    if getattr(exc, "status", None) != 404:
-                        raise
-                    kube.apply(inv.namespace_manifest())
-                    kube.apply(manifest, force=True)
+                write_system_configmap(self._client(cluster), manifest)
             except ReconcilerError as exc:
                 if cluster.name not in self._failed_at:
                     log.warning("suspensions not copied to cluster %s yet: %s", cluster.name, exc)

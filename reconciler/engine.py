@@ -649,14 +649,7 @@ class Engine:
             inventory.exists
             and (new.entries, new.revision) == (inventory.entries, inventory.revision)
         ):
-            manifest = inv.to_configmap(target.app.name, new)
-            try:
-                kube.apply(manifest, force=True)
-            except ReconcilerError as exc:
-                if getattr(exc, "status", None) != 404:
-                    raise
-                kube.apply(inv.namespace_manifest())
-                kube.apply(manifest, force=True)
+            write_system_configmap(kube, inv.to_configmap(target.app.name, new))
         if failed:
             raise _Stop(Reason.PRUNE_FAILED, [
                 Problem(f"{c.reason} (prune)", False, c.object) for c in failed
@@ -774,6 +767,21 @@ class _Checked:
 
     unchanged: dict[ObjectKey, str]
     replace: dict[ObjectKey, str]
+
+
+def write_system_configmap(kube: KubeClient, manifest: Manifest) -> None:
+    """Apply a ConfigMap of ``reconciler-system``, creating the namespace the first time.
+
+    The platform's own records in a cluster (inventories, the suspensions' copy) live
+    there; a cluster that never had one answers 404 for the namespace, once.
+    """
+    try:
+        kube.apply(manifest, force=True)
+    except ReconcilerError as exc:
+        if getattr(exc, "status", None) != 404:
+            raise
+        kube.apply(inv.namespace_manifest())
+        kube.apply(manifest, force=True)
 
 
 def _dry_run(
