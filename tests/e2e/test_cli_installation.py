@@ -8,7 +8,6 @@ the user's configuration directory.  Real processes throughout.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import yaml
 
 from cli.installation import write_context
 from tests.e2e.conftest import CLUSTERS, free_port, tail
-from tests.e2e.test_up_children import Up, _kill
+from tests.e2e.test_up_children import up_process
 
 pytestmark = pytest.mark.e2e
 
@@ -55,37 +54,10 @@ def until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
         pause = min(pause * 1.5, 1.0)
 
 
-@contextlib.contextmanager
-def up_without_environment(tmp_path: Path, env: dict[str, str]) -> Iterator[Up]:
-    """``up --demo`` on an embedded Redis; every process it started is killed afterwards."""
-    workdir = tmp_path / "up"
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up", "--demo", "--dir", str(workdir), "--no-flower",
-             "--webhook-port", str(free_port()), "--concurrency", "2"],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    run = Up(popen, workdir, log, set())
-    try:
-        yield run
-    except BaseException:
-        print(run.diagnostics())
-        raise
-    finally:
-        run.tree()
-        if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait(timeout=30)
-        _kill(run.seen)
-
-
 def test_a_new_terminal_reads_the_installation_up_started(tmp_path: Path) -> None:
     env = bare_env(tmp_path / "config")
     context = tmp_path / "config" / "reconciler" / "context.yaml"
-    with up_without_environment(tmp_path, env) as run:
+    with up_process(tmp_path, env, "--no-flower", "--concurrency", "2") as run:
         until(lambda: context.exists() or run.popen.poll() is not None, timeout=90,
               what="up to write its context")  # fmt: skip
         assert run.popen.poll() is None, tail(run.log)

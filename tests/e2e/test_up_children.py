@@ -99,12 +99,19 @@ def running_up(stack: Stack, tmp_path: Path, *extra: str) -> Iterator[Up]:
     # A killed beat's schedule lock expires in 3 s, not 30, so its successor starts soon.
     env = {**stack.env, "RECONCILER_CONFIG": "", "RECONCILER_BEAT_LOCK_TIMEOUT": "3"}
     env.pop("KUBECONFIG", None)
+    with up_process(tmp_path, env, "--concurrency", "2", *extra) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def up_process(tmp_path: Path, env: dict[str, str], *extra: str) -> Iterator[Up]:
+    """``reconciler up --demo`` in ``env``; every process it started is killed afterwards."""
     workdir = tmp_path / "up"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
             [sys.executable, "-m", "cli", "up", "--demo", "--dir", str(workdir),
-             "--webhook-port", str(free_port()), "--concurrency", "2", *extra],
+             "--webhook-port", str(free_port()), *extra],
             env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -116,8 +123,9 @@ def running_up(stack: Stack, tmp_path: Path, *extra: str) -> Iterator[Up]:
         raise
     finally:
         run.tree()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGKILL)
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
         popen.wait(timeout=30)
         _kill(run.seen)
 
