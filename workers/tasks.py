@@ -386,8 +386,10 @@ def reconcile_target(
         delay = backoff(failures)
         log.info("retrying %s/%s in %.1fs: %s", app_name, cluster_name, delay,
                  outcome.errors[0].message)  # fmt: skip
-        # The failure rides along, so Flower's retried row says why.
-        raise self.retry(countdown=delay, exc=ReconcileFailed.of(summary))
+        # The failure rides along, so Flower's retried row says why.  Celery counts
+        # deferrals as retries too: the bound is the failure budget plus the deferrals.
+        raise self.retry(countdown=delay, exc=ReconcileFailed.of(summary),
+                         max_retries=MAX_RETRIES + deferred)  # fmt: skip
     if outcome.failed:
         raise ReconcileFailed.of(summary)
     return summary
@@ -410,7 +412,9 @@ def _defer(task: Task, deferred: int, countdown: float, why: str) -> dict[str, A
     """
     log.info("deferring %s for %.1fs: %s", task.request.id, countdown, why)
     kwargs = {**(task.request.kwargs or {}), "deferred": deferred + 1}
-    raise task.retry(countdown=countdown, max_retries=None, kwargs=kwargs)
+    # ``max_retries=None`` would mean the task's default to Celery, not "no bound": a
+    # deferral is always allowed, so its bound is the retry it is.
+    raise task.retry(countdown=countdown, max_retries=task.request.retries + 1, kwargs=kwargs)
 
 
 def _circuit_dict(circuit: Circuit) -> dict[str, Any]:
