@@ -33,6 +33,7 @@ from kombu.entity import Queue
 from reconciler.settings import load as load_settings
 from reconciler.store import connect
 from reconciler.store.keys import Keys
+from workers.broker import transport_for
 from workers.flower import apply_flower_defaults, name_task_message
 from workers.logs import prepare_command
 
@@ -138,13 +139,9 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
     }
     return dict(
         **redis_conf,
-        # kombu's Redis transport, recording which worker took which delivery so a dead
-        # worker's are given back at once (``workers.broker``); other schemes keep theirs.
-        broker_transport=(
-            "workers.broker:Transport"
-            if str(redis_conf.get("broker_url", url)).startswith("redis://")
-            else None
-        ),
+        # kombu's Redis or Sentinel transport, recording which worker took which delivery
+        # so a dead worker's are given back at once (``workers.broker``).
+        broker_transport=transport_for(str(redis_conf.get("broker_url", url))),
         broker_transport_options=transport,
         result_backend_transport_options=backend_transport,
         task_serializer="json",

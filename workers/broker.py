@@ -50,15 +50,15 @@ class QoS(kombu_redis.QoS):
                                                                      delivery_tag)  # fmt: skip
 
 
-class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, with :class:`QoS` and its connection's details kept."""
+class _KeepsConnection:
+    """A channel keeping its connection's details from the start (see the module's doc)."""
 
-    QoS = QoS
+    connection: Any
 
     def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
         self._origin = connection
         self._conninfo = connection.client
-        super().__init__(connection, *args, **kwargs)
+        super().__init__(connection, *args, **kwargs)  # type: ignore[call-arg]
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         transport = self.connection if self.connection is not None else self._origin
@@ -67,17 +67,46 @@ class Channel(kombu_redis.Channel):
         if closed:
             transport.client = self._conninfo
         try:
-            return super()._connparams(asynchronous=asynchronous)
+            return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
         finally:
             self.connection = saved
             if closed:
                 transport.client = None
 
 
+class Channel(_KeepsConnection, kombu_redis.Channel):
+    """kombu's Redis channel, with :class:`QoS` and its connection's details kept."""
+
+    QoS = QoS
+
+
+class SentinelChannel(_KeepsConnection, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (primary asked of the Sentinels), the same way."""
+
+    QoS = QoS
+
+
 class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
+def transport_for(url: str) -> str | None:
+    """The transport class (as Celery's ``broker_transport``) for a broker URL.
+
+    ``rediss://`` keeps kombu's own choice: kombu turns TLS on from the URL's scheme
+    only when it picks the transport itself.
+    """
+    scheme = url.partition("://")[0]
+    return {"redis": "workers.broker:Transport",
+            "sentinel": "workers.broker:SentinelTransport"}.get(scheme)  # fmt: skip
 
 
 def restore_dead_workers(connection: Any, owners: DeliveryOwners, heartbeats: Heartbeats) -> int:

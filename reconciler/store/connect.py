@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -79,13 +79,24 @@ def target(url: str | None = None, *, master: str | None = None) -> RedisTarget:
             except ValueError as exc:
                 raise ConfigError(f"REDIS_URL: database {parsed.path!r} is not a number") from exc
     return RedisTarget(
-        url=url,
+        url=_sentinel_url(sentinels, db, password),
         sentinels=tuple(sentinels),
         master=master or conf.redis_sentinel_master,
         db=db,
         password=password,
         health_check=conf.redis_health_check,
     )
+
+
+def _sentinel_url(sentinels: list[tuple[str, int]], db: int, password: str | None) -> str:
+    """The Sentinel list with the password and database on every part.
+
+    kombu reads them from the first part only and, when it fails over to the next
+    Sentinel, takes that part's own (none): a broker that lost its first Sentinel would
+    then log in without the password, or read database 0.
+    """
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in sentinels)
 
 
 def _retry() -> Retry:

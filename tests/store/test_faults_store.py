@@ -18,6 +18,7 @@ from reconciler.store.heartbeat import DeliveryOwners, Heartbeats, Holder, set_w
 from reconciler.store.keys import Keys
 from reconciler.store.lock import TargetLock, holder_of
 from reconciler.store.semaphore import ClusterSlots
+from workers.app import settings as celery_settings
 from workers.broker import restore_dead_workers
 
 
@@ -207,3 +208,12 @@ def test_dead_workers_deliveries_go_back_and_live_ones_stay(
     assert not client.hexists(keys.delivery_owners(), message.delivery_tag)
     reaper.close()
     taken["dead"][0].close()
+
+
+def test_the_delivery_owners_transport_serves_redis_and_sentinel_brokers(keys: Keys) -> None:
+    plain = celery_settings("redis://127.0.0.1:1/0", keys)
+    assert plain["broker_transport"] == "workers.broker:Transport"
+    sentinel = celery_settings("sentinel://127.0.0.1:1;sentinel://127.0.0.1:2", keys)
+    assert sentinel["broker_transport"] == "workers.broker:SentinelTransport"
+    # TLS is turned on by kombu from the scheme only when kombu picks the transport.
+    assert celery_settings("rediss://127.0.0.1:1/0", keys)["broker_transport"] is None
