@@ -75,7 +75,8 @@ def cmd_webhook(args: Params) -> int:
     from workers.webhook_server import run  # noqa: PLC0415
 
     run(host=args.host or load_settings().webhook_host, port=args.port,
-        metrics_host=args.metrics_host, metrics_port=args.metrics_port)  # fmt: skip
+        metrics_host=args.metrics_host, metrics_port=args.metrics_port,
+        insecure=bool(args.insecure))  # fmt: skip
     return 0
 
 

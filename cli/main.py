@@ -257,11 +257,14 @@ def flower(**params: Any) -> int:  # fmt: skip
               help="serve /metrics on this port instead, away from the webhook "
               "(default: $RECONCILER_METRICS_PORT; 0: beside the webhook)")
 @click.option("--metrics-host", default=None, help="address of the metrics port "
-              "(default: $RECONCILER_METRICS_HOST)")  # fmt: skip
+              "(default: $RECONCILER_METRICS_HOST)")
+@click.option("--insecure", is_flag=True, help="serve /metrics without RECONCILER_HTTP_TOKEN "
+              "on every address (only where nobody else can reach)")  # fmt: skip
 def webhook(**params: Any) -> int:
     """Serve the Git webhook and /metrics.
 
-    POST /hooks/git takes GitHub, GitLab and plain-token pushes.
+    POST /hooks/git takes GitHub, GitLab and plain-token pushes. /metrics asks for
+    RECONCILER_HTTP_TOKEN unless the listener is on a loopback address or --insecure.
     """
     return handler("cli.components", "cmd_webhook")(**params)
 

@@ -161,6 +161,13 @@ class Settings(BaseModel):
     webhook_rate_limit: int = Field(
         default=120, ge=0, validation_alias="RECONCILER_WEBHOOK_RATE_LIMIT"
     )
+    #: Token a reader of ``/metrics`` (and the fleet page) presents on a listener that is
+    #: not on a loopback address, as ``Authorization: Bearer`` or as the password of
+    #: basic auth (``RECONCILER_HTTP_TOKEN``).
+    http_token: SecretStr | None = _env("RECONCILER_HTTP_TOKEN")
+    #: Serve ``/metrics`` (and the fleet page) without a token on every address
+    #: (``RECONCILER_HTTP_INSECURE``): only where nobody else can reach.
+    http_insecure: bool = Field(default=False, validation_alias="RECONCILER_HTTP_INSECURE")
     webhook_github_secret: SecretStr | None = _env("RECONCILER_WEBHOOK_GITHUB_SECRET")
     webhook_gitlab_token: SecretStr | None = _env("RECONCILER_WEBHOOK_GITLAB_TOKEN")
     webhook_token: SecretStr | None = _env("RECONCILER_WEBHOOK_TOKEN")
@@ -215,6 +222,7 @@ class Settings(BaseModel):
 
     @field_validator(
         "webhook_github_secret", "webhook_gitlab_token", "webhook_token", "flower_basic_auth",
+        "http_token",
         "git_token", "git_password", mode="before",
     )  # fmt: skip
     @classmethod

@@ -569,3 +569,33 @@ def test_run_serves_until_a_signal_then_exits_cleanly(
     assert "Traceback" not in output
     assert "providers enabled: github" in output
     assert GITHUB_SECRET not in output
+
+
+def test_metrics_ask_a_token_on_a_listener_others_can_reach(server: Server) -> None:
+    from reconciler.settings import load as load_settings  # noqa: PLC0415
+    from workers.readers import ReadAccess  # noqa: PLC0415
+
+    env = load_settings({"RECONCILER_HTTP_TOKEN": "s3cret-reader"})
+    public = ReadAccess.for_listener("0.0.0.0", env)
+    assert not public.anonymous and ReadAccess.for_listener("127.0.0.1", env).anonymous
+    assert ReadAccess.for_listener("::1", env).anonymous
+    told = load_settings({"RECONCILER_HTTP_INSECURE": "1"})
+    assert ReadAccess.for_listener("0.0.0.0", told).anonymous
+    basic = "Basic " + base64.b64encode(b"prometheus:s3cret-reader").decode()
+    wrong = "Basic " + base64.b64encode(b"prometheus:guess").decode()
+    replies = send(
+        server.app(readers=public),
+        ("GET", "/metrics", {}, b""),
+        ("GET", "/metrics", {"Authorization": "Bearer guess"}, b""),
+        ("GET", "/metrics", {"Authorization": wrong}, b""),
+        ("GET", "/metrics", {"Authorization": "Bearer s3cret-reader"}, b""),
+        ("GET", "/metrics", {"Authorization": basic}, b""),
+        ("GET", "/healthz", {}, b""),
+    )
+    assert [reply.status for reply in replies] == [401, 401, 401, 200, 200, 200]
+    assert "RECONCILER_HTTP_TOKEN" in replies[0].text and "s3cret" not in replies[0].text
+    assert "reconciler_build_info" in replies[3].text
+    # No token configured: nobody may read there, and the answer says how to fix it.
+    [closed] = send(server.app(readers=ReadAccess.for_listener("0.0.0.0", load_settings({}))),
+                    ("GET", "/metrics", {"Authorization": "Bearer "}, b""))  # fmt: skip
+    assert closed.status == 401 and "is not set" in closed.text

@@ -95,10 +95,13 @@ from reconciler.webhook import (
 from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
 from workers.fleet_file import FleetFile, FleetSource, FleetWatch
 from workers.logs import configure_logging
+from workers.readers import ReadAccess
 from workers.runtime import fleet_path
 
 __all__ = ["WebhookSecrets", "make_app", "run"]
 
+#: Anyone may read: for applications built in tests and loopback listeners.
+OPEN = ReadAccess(anonymous=True)
 log = logging.getLogger("reconciler.webhook")
 
 #: Seconds a delivery id is remembered: providers redeliver within hours, not days.
@@ -644,6 +647,8 @@ def make_app(
     metrics_at: tuple[str, int] | None = None,
     rate_limit: int | None = None,
     replay_window: float | None = None,
+    readers: ReadAccess = OPEN,
+    metrics_readers: ReadAccess = OPEN,
 ) -> web.Application:
     """The aiohttp application serving ``/hooks/git``, ``/metrics`` and ``/healthz``.
 
@@ -654,6 +659,10 @@ def make_app(
     ``metrics_at`` (host, port) moves ``/metrics`` to a listener of its own, started and
     stopped with the application (``/healthz`` is served on both); the application's own
     port then answers 404 for ``/metrics``.
+
+    ``readers`` and ``metrics_readers``: who may read ``/metrics`` on the application's
+    own listener and on the metrics one (``run`` applies ``ReadAccess.for_listener``;
+    an application built here for a test is open unless told).
 
     ``rate_limit`` (requests a minute per source address, 0 for none) and
     ``replay_window`` (seconds a push is queued at most once) default to
@@ -729,10 +738,10 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.on_cleanup.append(stop_pinger)
     if metrics_at is None:
-        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/metrics", readers.guard(metrics))
         return app
     scrape = web.Application()
-    scrape.router.add_get("/metrics", metrics)
+    scrape.router.add_get("/metrics", metrics_readers.guard(metrics))
     scrape.router.add_get("/healthz", healthz)
     _serve_beside(app, scrape, metrics_at)
     return app
@@ -766,6 +775,7 @@ def run(
     port: int,
     metrics_host: str | None = None,
     metrics_port: int | None = None,
+    insecure: bool = False,
 ) -> None:
     """Serve in the foreground until SIGINT or SIGTERM (configuration from the environment).
 
@@ -773,7 +783,9 @@ def run(
     secrets are read once here; the fleet file itself is re-read whenever it changes.
     ``/metrics`` is served on ``metrics_host:metrics_port`` when the port is not 0
     (default: ``RECONCILER_METRICS_HOST`` and ``RECONCILER_METRICS_PORT``), else beside
-    the webhook.  Logs in the platform's format (``workers.logs``) as ``webhook``.
+    the webhook.  ``/metrics`` asks for ``RECONCILER_HTTP_TOKEN`` on a listener that is not
+    on a loopback address unless ``insecure`` (or ``RECONCILER_HTTP_INSECURE``).  Logs in
+    the platform's format (``workers.logs``) as ``webhook``.
     Raises ConfigError before listening when ``RECONCILER_CONFIG`` is not set, or when
     the metrics port is the webhook's own.
     """
@@ -801,7 +813,16 @@ def run(
             GITLAB_TOKEN_ENV,
             PLAIN_TOKEN_ENV,
         )
-    app = make_app(fleet=fleet, client=client, keys=keys, secrets=secrets, metrics_at=metrics_at)
+    if insecure:
+        env = env.model_copy(update={"http_insecure": True})
+    readers = ReadAccess.for_listener(host, env)
+    metrics_readers = ReadAccess.for_listener(metrics_at[0], env) if metrics_at else readers
+    for where, rule in ((host, readers), (metrics_at and metrics_at[0], metrics_readers)):
+        if where and not rule.anonymous and not rule.token:
+            log.warning("/metrics on %s is refused to every reader: set RECONCILER_HTTP_TOKEN "
+                        "(or --insecure where nobody else can reach it)", where)  # fmt: skip
+    app = make_app(fleet=fleet, client=client, keys=keys, secrets=secrets, metrics_at=metrics_at,
+                   readers=readers, metrics_readers=metrics_readers)  # fmt: skip
 
     async def close_client(_: web.Application) -> None:
         await asyncio.to_thread(client.close)
