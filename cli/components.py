@@ -47,6 +47,16 @@ def cmd_beat(args: Params) -> int:
     return 0
 
 
+def cmd_watcher(args: Params) -> int:
+    """Run the watcher: live state, drift and health of the managed objects."""
+    require_fleet(args)
+    require_redis()
+    from workers.watcher import run  # noqa: PLC0415
+
+    run()
+    return 0
+
+
 def cmd_flower(args: Params) -> int:
     """Run Flower behind basic auth (FLOWER_BASIC_AUTH), unless told --insecure."""
     secret = load_settings().flower_basic_auth

@@ -224,6 +224,18 @@ def worker(**params: Any) -> int:
 
 @reconciler.command(context_settings=CONTEXT_SETTINGS)
 @config_option
+def watcher(**params: Any) -> int:
+    """Watch the managed objects of the fleet's clusters.
+
+    A change to a managed object is seen at once: healed under selfHeal, reported
+    otherwise, and the targets' health kept live. Replicas share the clusters
+    (a lease per cluster, RECONCILER_WATCH_LEASE_TTL).
+    """
+    return handler("cli.components", "cmd_watcher")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
 @click.option("--loglevel", default=None, help="log level (default: $RECONCILER_LOG_LEVEL or INFO)")
 def beat(**params: Any) -> int:
     """Run the scheduler: one RedBeat entry per application.

@@ -1,9 +1,10 @@
 """``reconciler up``: the whole platform in one command, for a laptop, a demo or a test.
 
 Starts Redis (``REDIS_URL`` when it answers, else the embedded one), then each component
-as a child process of its own — workers, beat, the webhook server and Flower — exactly as
-they run on many hosts, with a live status table.  ``--demo`` first starts simulated
-clusters and writes a local Git repository of sample applications and a fleet file.
+as a child process of its own — workers, beat, the watcher, the webhook server and
+Flower — exactly as they run on many hosts, with a live status table.  ``--demo`` first
+starts simulated clusters and writes a local Git repository of sample applications and a
+fleet file.
 Ctrl-C or SIGTERM stops every child, then Redis and the simulator.
 
 A component that exits on its own is started again after a back-off that doubles up to a
@@ -304,6 +305,7 @@ def _children(options: UpOptions) -> list[Child]:
             argv += ["--concurrency", str(options.concurrency)]
         children.append(Child(f"worker{i}", argv, logs / f"worker{i}.log"))
     children.append(Child("beat", command("beat"), logs / "beat.log"))
+    children.append(Child("watcher", command("watcher"), logs / "watcher.log"))
     children.append(Child("webhook", command("webhook", "--port", str(options.webhook_port)),
                           logs / "webhook.log"))  # fmt: skip
     if not options.no_flower:

@@ -114,7 +114,9 @@ class Simulator:
 
     async def admin_cluster(self, request: web.Request) -> web.Response:
         """``faults`` (GET, PUT/PATCH to change), ``requests`` (counters; DELETE resets them
-        and the log) and ``log`` (every request with its start and end time)."""
+        and the log), ``log`` (every request with its start and end time) and ``watches``
+        (GET: how many are open; DELETE ends them all, ``?compact=true`` also answers 410
+        Gone to a watch resumed from before)."""
         cluster = self.clusters.get(request.match_info["cluster"])
         if cluster is None:
             return _status(ApiError(404, f"cluster {request.match_info['cluster']!r} not found"))
@@ -126,6 +128,11 @@ class Simulator:
                 return _json(cluster.faults.to_dict())
             if what == "log":
                 return _json({"requests": list(cluster.request_log)})
+            if what == "watches" and request.method == "DELETE":
+                compact = request.query.get("compact") in {"true", "1"}
+                return _json({"cut": cluster.cut_watches(compact=compact), "compacted": compact})
+            if what == "watches":
+                return _json({"open": len(cluster.watchers)})
             if what == "requests":
                 if request.method == "DELETE":
                     cluster.requests.clear()
@@ -309,6 +316,7 @@ class Simulator:
             labels,
             fields_,
             lambda kind, obj: queue.put_nowait((kind, obj)),
+            lambda: queue.put_nowait(None),
         )
         if route.name:  # /watch/namespaces/ns/things/NAME (deprecated form)
             name_selector = parse_field_selector(

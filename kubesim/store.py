@@ -112,6 +112,8 @@ class Watcher:
     labels: LabelSelector | None
     fields_: FieldSelector | None
     push: Callable[[str, Obj], None]
+    #: Ends the watch's stream (the server closes it as an API server restart would).
+    close: Callable[[], None] | None = None
 
     def offer(self, event: Event) -> None:
         """Send ``event`` as seen through this watch's filters (selector transitions too)."""
@@ -224,6 +226,8 @@ class Cluster:
         self.types: dict[TypeKey, TypeStore] = {}
         self.history: deque[Event] = deque(maxlen=HISTORY_SIZE)
         self.watchers: set[Watcher] = set()
+        #: Watches from a resourceVersion older than this get 410 Gone (history compacted).
+        self.compacted = 0
         self.faults = Faults()
         self.requests: Counter[tuple[str, str]] = Counter()
         #: Recent requests with start/end times: lets tests prove two runs never overlapped.
@@ -351,6 +355,9 @@ class Cluster:
 
     def events_since(self, rv: int) -> builtins.list[Event]:
         """Events after ``rv``, or 410 Expired when history no longer reaches back that far."""
+        if rv < self.compacted:
+            raise ApiError(410, f"too old resource version: {rv} ({self.compacted})",
+                           reason="Expired")  # fmt: skip
         if self.history and self.history[0].rv > rv + 1 and len(self.history) == HISTORY_SIZE:
             raise ApiError(
                 410,
@@ -360,6 +367,19 @@ class Cluster:
         return [event for event in self.history if event.rv > rv]
 
     # -- writes ------------------------------------------------------------------------
+
+    def cut_watches(self, *, compact: bool = False) -> int:
+        """End every open watch (how many); ``compact`` also forgets the event history,
+        so a watch resumed from before now gets 410 Gone, as after etcd's compaction."""
+        if compact:
+            self.history.clear()
+            self.compacted = self.rv
+        cut = 0
+        for watcher in list(self.watchers):
+            if watcher.close is not None:
+                watcher.close()
+                cut += 1
+        return cut
 
     def create(self, rt: ResourceType, namespace: str, body: Any, opts: WriteOptions) -> Obj:
         """POST: a new object; generateName, defaults, validation, managed fields."""

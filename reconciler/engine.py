@@ -53,6 +53,7 @@ from reconciler.model import (
     ObjectKey,
     SyncStatus,
     group_of,
+    resource_version,
 )
 from reconciler.outcome import Change, HookRun, Outcome, Problem, Reason, Trigger, timestamp
 from reconciler.ownership import namespaces_to_prune, neighbours
@@ -288,6 +289,10 @@ class Engine:
             outcome.reason = stop.reason.value
             outcome.errors.extend(stop.problems)
         # 6. Health of what the run leaves, and 7. the verdict.
+        if the_plan is not None and not outcome.errors:
+            versions = [resource_version(o) for o in applied.objects.values()]
+            known = [v for v in versions if v is not None]
+            outcome.observed_rv = max(known) if known and len(known) == len(versions) else None
         outcome.health = _health(the_plan, applied, outcome)
         outcome.sync = _verdict(outcome, the_plan, executed=executed)
         outcome.duration = round(time.monotonic() - started, 4)

@@ -6,6 +6,7 @@ agree on one vocabulary without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -135,3 +136,18 @@ class Action(StrEnum):
     REPLACED = "replaced"
     SKIPPED = "skipped"
     FAILED = "failed"
+
+
+def resource_version(obj: Mapping[str, Any]) -> int | None:
+    """An object's resourceVersion as a number (None when it is not one).
+
+    The API server says resourceVersions are opaque; every server in use (etcd's revision,
+    kubesim's counter) makes them increasing integers, which is what the comparison needs.
+    A server that does not simply never gets a no-read run.
+    """
+    meta = obj.get("metadata")
+    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None

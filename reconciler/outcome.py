@@ -59,6 +59,13 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     WEBHOOK = "webhook"
     CLI = "cli"
+    #: The watcher saw a managed object change: compare now (heal it under selfHeal).
+    WATCH = "watch"
+
+    @property
+    def automatic(self) -> bool:
+        """Runs nobody asked for by hand: suspension stops them."""
+        return self in {Trigger.SCHEDULE, Trigger.WEBHOOK, Trigger.WATCH}
 
     @property
     def forced(self) -> bool:
@@ -123,6 +130,13 @@ class Outcome:
     drift: list[Drift] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
     hooks: list[HookRun] = field(default_factory=list)
+    #: The newest resourceVersion among the live objects the run read or wrote: what a
+    #: watch must not have seen a change after for a later run to skip the cluster read.
+    #: None when the run did not see the whole live state (it failed before or during).
+    observed_rv: int | None = None
+    #: How the live state was known: ``cluster`` (read from it) or ``watch`` (the watcher
+    #: had seen no change since the last read, so nothing was read).
+    checked: str = "cluster"
 
     @property
     def retryable(self) -> bool:
@@ -192,4 +206,6 @@ class Outcome:
                         str(h.get("message", "")))
                 for h in data.get("hooks", [])
             ],
+            observed_rv=data.get("observed_rv"),
+            checked=str(data.get("checked", "cluster")),
         )

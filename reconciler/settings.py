@@ -124,6 +124,17 @@ class Settings(BaseModel):
     #: Seconds a resolved branch revision is trusted before Git is asked again
     #: (``RECONCILER_REVISION_TTL``).
     revision_ttl: float = Field(default=10.0, validation_alias="RECONCILER_REVISION_TTL")
+    #: A scheduled run reads the cluster at least every this many runs of a target, even
+    #: when the watcher saw no change: a safety net against a missed event
+    #: (``RECONCILER_FULL_COMPARE_EVERY``; 1: every run reads the cluster).
+    full_compare_every: int = Field(
+        default=10, ge=1, validation_alias="RECONCILER_FULL_COMPARE_EVERY"
+    )
+    #: Seconds a watcher's lease on a cluster lives (renewed every third of it); a dead
+    #: watcher's clusters are taken over within it (``RECONCILER_WATCH_LEASE_TTL``).
+    watch_lease_ttl: float = Field(
+        default=15.0, gt=0, validation_alias="RECONCILER_WATCH_LEASE_TTL"
+    )
     #: kubectl used for kustomize (``RECONCILER_KUBECTL``); default: the one installed
     #: beside this Python, then PATH.
     kubectl: str | None = _env("RECONCILER_KUBECTL")

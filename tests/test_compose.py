@@ -29,7 +29,8 @@ DOCKERFILE = COMPOSE_DIR / "Dockerfile"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 
 #: Service name -> the ``reconciler`` subcommand it must run.
-APP_SERVICES = {"worker": "worker", "beat": "beat", "flower": "flower", "webhook": "webhook"}
+APP_SERVICES = {"worker": "worker", "beat": "beat", "watcher": "watcher", "flower": "flower",
+                "webhook": "webhook"}  # fmt: skip
 #: Variables .env.example must document (the contract with operators).
 DOCUMENTED = (
     "REDIS_URL",

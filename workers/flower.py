@@ -146,6 +146,9 @@ def job_summary(outcome: Mapping[str, Any]) -> dict[str, Any]:
     JSON a person can scan.  Diffs, change lists and hook messages stay in the history.
     """
     summary = summarize(outcome)
+    # What later runs compare is bookkeeping, not something a person reads in Flower.
+    for name in ("observed_rv", "render_key", "app_digest", "unchanged_runs"):
+        summary.pop(name, None)
     summary["actions"] = {k: v for k, v in summary["actions"].items() if v}
     error = str(summary.get("error") or "")
     if len(error) > RESULT_ERROR_CHARS:

@@ -15,9 +15,11 @@ which never leaves the process.
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +27,18 @@ import redis
 
 from reconciler.engine import Engine, RenderInput
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.fleet import Fleet, Source
+from reconciler.fleet import Fleet, Source, Target
 from reconciler.kube import ClientFactory
 from reconciler.masking import is_secret
+from reconciler.model import Health, SyncStatus
+from reconciler.outcome import Outcome, Trigger, timestamp
 from reconciler.render import RenderedObject
 from reconciler.settings import load as load_settings
 from reconciler.source import GitSource, default_cache_dir
 from reconciler.store import connect
 from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache, has_redacted
 from reconciler.store.keys import Keys
+from reconciler.store.live import LiveChanges, WatchStreams
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
@@ -128,6 +133,49 @@ class Runtime:
 
         return self.revisions.resolve(source.repo, source.revision, fetch_and_resolve, fresh=fresh)
 
+    def fingerprint(self, target: Target) -> tuple[str, str]:
+        """(render key, target digest): what a run's desired state depends on, besides
+        the commit.  No request: the cluster's capabilities are kept per client."""
+        spec = self.engine.render_input(target, self.engine.client(target))
+        digest = hashlib.sha256(repr(target).encode("utf-8")).hexdigest()[:32]
+        return spec.key(), digest
+
+    def unchanged(self, target: Target, commit: str, trigger: Trigger) -> dict[str, Any] | None:
+        """The outcome of a run that needs no cluster read, or None when it needs one.
+
+        Nothing can have changed when the target's last outcome was Synced at this same
+        commit, render and fleet entry, the watcher's stream of its cluster has missed
+        nothing since before that outcome started (so before it read the cluster), and
+        has seen no change to the target's objects after what that outcome observed.  Every
+        ``full_compare_every``-th run reads the cluster anyway.  The health recorded is
+        the watcher's (it keeps the status entry's health live).
+        """
+        app, cluster = target.app.name, target.cluster.name
+        last = self.records.entry(app, cluster)
+        if last is None or last.get("sync") != SyncStatus.SYNCED.value:
+            return None
+        observed = last.get("observed_rv")
+        if not isinstance(observed, int) or last.get("revision") != commit:
+            return None
+        runs = int(last.get("unchanged_runs") or 0)
+        if runs + 1 >= load_settings().full_compare_every:
+            return None
+        stream = WatchStreams(self.client, self.keys, ttl=0).get(cluster)
+        if stream is None or stream.since > _epoch(last.get("started")):
+            return None
+        if LiveChanges(self.client, self.keys).last(app, cluster) > observed:
+            return None
+        if (last.get("render_key"), last.get("app_digest")) != self.fingerprint(target):
+            return None
+        outcome = Outcome(application=app, cluster=cluster, trigger=trigger.value,
+                          started=timestamp(datetime.now(UTC)), revision=commit,
+                          sync=SyncStatus.SYNCED, health=Health(last.get("health") or "Unknown"),
+                          observed_rv=observed, checked="watch")  # fmt: skip
+        data = outcome.to_dict()
+        data.update(render_key=last["render_key"], app_digest=last["app_digest"],
+                    unchanged_runs=runs + 1)  # fmt: skip
+        return data
+
     def render(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
         """Rendered objects of ``spec`` at ``commit``, from the shared cache when there.
 
@@ -151,6 +199,14 @@ class Runtime:
         if cached is None:
             self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
         return objects
+
+
+def _epoch(value: object) -> float:
+    """Epoch seconds of an RFC 3339 time; 0 when unreadable (so nothing is trusted)."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _rendered_dict(obj: RenderedObject) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from reconciler.store.heartbeat import (
 from reconciler.store.keys import Keys
 from reconciler.store.lock import TargetLock, holder_of
 from reconciler.store.metrics import cluster_reachable
-from reconciler.store.pending import ScheduledRuns
+from reconciler.store.pending import ScheduledRuns, WatchQueue
 from reconciler.store.semaphore import ClusterSlots
 from workers.app import (
     HARD_TIME_LIMIT,
@@ -197,8 +197,7 @@ def reconcile_app(
         log.info("reconcile_app %s: %s", app_name, exc)
         return {"application": app_name, "skipped": "not in the fleet", "targets": []}
     # Suspension stops automatic runs (schedule and webhook); an admin sync still runs.
-    automatic = kind in {Trigger.SCHEDULE, Trigger.WEBHOOK}
-    if automatic and (application.sync.suspended or rt.suspended(app_name)):
+    if kind.automatic and (application.sync.suspended or rt.suspended(app_name)):
         return {"application": app_name, "skipped": "suspended", "targets": []}
     targets = fleet.targets(application)
     if clusters:
@@ -297,6 +296,8 @@ def reconcile_target(
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
     if forced and not self.request.retries:
         rt.forced.clear_forced_pending(app_name, cluster_name)
+    if kind is Trigger.WATCH:
+        WatchQueue(rt.client, rt.keys).started(app_name, cluster_name)
     why = _not_to_run(rt, app_name, cluster_name, kind)
     if why:
         if kind is Trigger.SCHEDULE:
@@ -341,6 +342,19 @@ def reconcile_target(
                 result = skipped(app_name, cluster_name, trigger, "already applied")
                 rt.metrics.observe(result)
                 return result
+            plain = prune is None and not dry_run and not ref
+            quiet = (_unchanged(rt, app_name, cluster_name, revision, kind)
+                     if kind is Trigger.SCHEDULE and revision and plain else None)  # fmt: skip
+            if quiet is not None:
+                # The watcher vouches that nothing changed: recorded without a request.
+                breakers.record(cluster_name, token, None)
+                scheduled.started(app_name, cluster_name)
+                quiet.update(attempt=attempt + 1, task_id=self.request.id)
+                rt.records.record(quiet)
+                if self.request.id:
+                    applied.mark(self.request.id, attempt)
+                rt.metrics.observe(quiet)
+                return job_summary(quiet)
             slot = str(lock.token)
             if not slots.acquire(slot):
                 breakers.record(cluster_name, token, None)  # a probe that did not run
@@ -357,6 +371,8 @@ def reconcile_target(
                 outcome.errors.append(Problem("the target lock was lost during the run", True))
                 outcome.sync = SyncStatus.FAILED
             data = outcome.to_dict()
+            if outcome.observed_rv is not None:
+                data.update(_fingerprint(rt, app_name, cluster_name))
             data["attempt"] = attempt + 1
             # Links the recorded outcome to its task: ``sync --wait`` finds it by this id.
             data["task_id"] = self.request.id
@@ -417,6 +433,25 @@ def _defer(task: Task, deferred: int, countdown: float, why: str) -> dict[str, A
     raise task.retry(countdown=countdown, max_retries=task.request.retries + 1, kwargs=kwargs)
 
 
+def _unchanged(
+    rt: Runtime, app_name: str, cluster_name: str, revision: str, kind: Trigger
+) -> dict[str, Any] | None:
+    """The outcome of a scheduled run the watcher lets skip the cluster, or None."""
+    try:
+        return rt.unchanged(rt.fleet().target(app_name, cluster_name), revision, kind)
+    except ReconcilerError:
+        return None  # the full run will say what is wrong
+
+
+def _fingerprint(rt: Runtime, app_name: str, cluster_name: str) -> dict[str, str]:
+    """The render key and target digest a later run compares (empty when unknown)."""
+    try:
+        render_key, app_digest = rt.fingerprint(rt.fleet().target(app_name, cluster_name))
+    except ReconcilerError:
+        return {}
+    return {"render_key": render_key, "app_digest": app_digest}
+
+
 def _circuit_dict(circuit: Circuit) -> dict[str, Any]:
     """The breaker as an outcome shows it: state, consecutive failures, next probe."""
     data = circuit.to_dict()
@@ -443,8 +478,7 @@ def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) ->
         return "not in the fleet"
     if not application.destination.clusters.matches(member):
         return "not in the fleet"
-    automatic = kind in {Trigger.SCHEDULE, Trigger.WEBHOOK}
-    if automatic and (application.sync.suspended or rt.suspended(app_name)):
+    if kind.automatic and (application.sync.suspended or rt.suspended(app_name)):
         return "suspended"
     return ""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable
@@ -121,6 +122,18 @@ def _default_request_timeout(api_client: k8s.ApiClient, timeout: tuple[float, fl
     rest.request = with_deadline  # type: ignore[method-assign]
 
 
+@dataclass(frozen=True)
+class StreamSettings:
+    """A cluster's API server as a plain HTTP client reaches it (see ``stream_settings``)."""
+
+    base: str
+    headers: dict[str, str]
+    ssl: ssl.SSLContext | None
+
+    def __repr__(self) -> str:  # the headers carry the token
+        return f"StreamSettings(base={self.base!r})"
+
+
 class KubeClient:
     """One cluster, as the engine sees it: discovery, list, get, apply, delete.
 
@@ -147,6 +160,32 @@ class KubeClient:
         self._kinds: dict[tuple[str, str], Kind | None] = {}
         self._versions: tuple[str | None, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
+
+    def stream_settings(self) -> StreamSettings:
+        """Where and how to open a long-lived request (a watch) with another HTTP client.
+
+        The kubeconfig is read in one place: here, by the official client.  Its server,
+        token (refreshed by an exec plugin's hook when it has one), client certificate and
+        CA become a base URL, headers and an SSL context.
+        """
+        conf = self.api_client.configuration
+        if conf.refresh_api_key_hook is not None:
+            conf.refresh_api_key_hook(conf)
+        headers = {"Accept": "application/json", "User-Agent": "reconciler-watcher"}
+        token = conf.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        elif conf.username and conf.password:
+            headers["Authorization"] = conf.get_basic_auth_token()
+        context: ssl.SSLContext | None = None
+        if conf.host.startswith("https://"):
+            context = ssl.create_default_context(cafile=conf.ssl_ca_cert or None)
+            if conf.cert_file:
+                context.load_cert_chain(conf.cert_file, conf.key_file or None)
+            if not conf.verify_ssl:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        return StreamSettings(base=conf.host.rstrip("/"), headers=headers, ssl=context)
 
     # -- discovery ---------------------------------------------------------------------
 

@@ -167,6 +167,25 @@ class Keys:
         """String: set while a scheduled run of this target waits in the queue."""
         return self._target("scheduled", app, cluster)
 
+    # -- the watcher ---------------------------------------------------------------------
+
+    def watch_lease(self, cluster: str) -> str:
+        """String: the watcher replica watching this cluster (``SET NX PX``, renewed)."""
+        return f"{self.prefix}watch-lease:{check_name(cluster, what='cluster')}"
+
+    def watch_stream(self, cluster: str) -> str:
+        """Hash: the cluster's watch (holder, since when it has missed nothing); short TTL."""
+        return f"{self.prefix}watch:{check_name(cluster, what='cluster')}"
+
+    def live_changed(self) -> str:
+        """Hash: ``target_field`` -> resourceVersion of the last change the watcher saw to
+        one of the target's objects (status updates excluded)."""
+        return f"{self.prefix}live-changed"
+
+    def watch_pending(self, app: str, cluster: str) -> str:
+        """String: set while a reconcile the watcher queued for this target waits."""
+        return self._target("watch-queued", app, cluster)
+
     # -- fleet ---------------------------------------------------------------------------
 
     def suspended(self) -> str:

@@ -29,3 +29,24 @@ class ScheduledRuns:
     def started(self, app: str, cluster: str) -> None:
         """The waiting scheduled run started (or ended): the next interval may queue one."""
         self.client.delete(self.keys.scheduled_pending(app, cluster))
+
+
+class WatchQueue:
+    """The queued-drift-check marks: one reconcile the watcher queued per target at most.
+
+    A burst of events on one target (a rollout restarts every pod of a Deployment) must
+    queue one check, not one per event; the run clears the mark as it starts, so a change
+    made while it runs queues the next.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def claim(self, app: str, cluster: str, *, task_id: str, ttl: float) -> bool:
+        """True if the watcher should queue the check; False if one already waits."""
+        key = self.keys.watch_pending(app, cluster)
+        return bool(self.client.set(key, task_id, nx=True, px=max(1, round(ttl * 1000))))
+
+    def started(self, app: str, cluster: str) -> None:
+        self.client.delete(self.keys.watch_pending(app, cluster))

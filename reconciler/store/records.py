@@ -90,7 +90,26 @@ def summarize(outcome: Mapping[str, Any]) -> dict[str, Any]:
         "hooks": _hook_counts(outcome.get("hooks") or []),
         "retryable": bool(outcome.get("retryable", False)),
         "trigger": outcome.get("trigger", ""),
+        # What a later run needs to know nothing changed without reading the cluster.
+        "observed_rv": outcome.get("observed_rv"),
+        "checked": outcome.get("checked", "cluster"),
+        "render_key": outcome.get("render_key", ""),
+        "app_digest": outcome.get("app_digest", ""),
+        "unchanged_runs": int(outcome.get("unchanged_runs") or 0),
     }
+
+
+# Change one entry's health in place (cjson is part of Redis's Lua).
+_SET_HEALTH = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local entry = cjson.decode(raw)
+if entry['health'] == ARGV[2] then return 0 end
+entry['health'] = ARGV[2]
+entry['health_at'] = ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(entry))
+return 1
+"""
 
 
 def _hook_counts(hooks: list[Mapping[str, Any]]) -> dict[str, int]:
@@ -126,6 +145,35 @@ class Records:
         pipe.lpush(history, _dumps(dict(outcome)))
         pipe.ltrim(history, 0, self.history_limit - 1)
         pipe.execute()
+
+    def entry(self, app: str, cluster: str) -> dict[str, Any] | None:
+        """The status entry of one target (None when it has none)."""
+        index = self.keys.status_index()
+        value = self.client.hget(index, self.keys.target_field(app, cluster))
+        found = _loads([value], where=index) if value is not None else []
+        return found[0] if found else None
+
+    def set_health(self, healths: Mapping[tuple[str, str], str], *, at: str) -> None:
+        """The live health of targets, as the watcher sees it, into their status entries.
+
+        Only entries that exist change (a target gets one from its first reconcile), and
+        only their health: the outcome they summarise stays what it was.
+        """
+        if not healths:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for (app, cluster), health in healths.items():
+            self._set_health(keys=[self.keys.status_index()],
+                             args=[self.keys.target_field(app, cluster), health, at],
+                             client=pipe)  # fmt: skip
+        pipe.execute()
+
+    @property
+    def _set_health(self) -> Any:
+        script = getattr(self, "_health_script", None)
+        if script is None:
+            script = self._health_script = self.client.register_script(_SET_HEALTH)
+        return script
 
     def status(self, app: str | None = None) -> list[dict[str, Any]]:
         """Status entries of every target, or of ``app``'s, sorted by application, cluster."""

@@ -202,7 +202,8 @@ def test_children_of_up_die_with_it_on_sigkill(stack: Stack, tmp_path: Path) -> 
 
         def whole_tree() -> list[psutil.Process] | None:
             components = {name: run.component(name)
-                          for name in ("sim", "worker", "beat", "webhook", "flower")}  # fmt: skip
+                          for name in ("sim", "worker", "beat", "watcher", "webhook",
+                                       "flower")}  # fmt: skip
             if not all(components.values()):
                 return None
             # The worker's prefork pool: grandchildren of `up`, with no signal from it.

@@ -82,7 +82,27 @@ def test_status_entry_summarises_the_outcome(records: Records) -> None:
         "hooks": {"Succeeded": 1, "Skipped": 1},
         "retryable": False,
         "trigger": "schedule",
+        # What a later run compares to skip the cluster read (none: it read the cluster).
+        "observed_rv": None,
+        "checked": "cluster",
+        "render_key": "",
+        "app_digest": "",
+        "unchanged_runs": 0,
     }  # fmt: skip
+
+
+def test_the_watchers_health_changes_only_the_entrys_health(records: Records) -> None:
+    records.record(outcome(observed_rv=41, render_key="k", app_digest="d"))
+    [before] = records.status()
+    records.set_health({("web", "prod"): "Degraded", ("web", "absent"): "Healthy"},
+                       at="2024-05-01T12:00:05Z")  # fmt: skip
+    [after] = records.status()  # a target without an entry gets none
+    assert after["health"] == "Degraded" and after["health_at"] == "2024-05-01T12:00:05Z"
+    assert {k: v for k, v in after.items() if k not in ("health", "health_at")} == {
+        k: v for k, v in before.items() if k != "health"
+    }
+    assert records.entry("web", "prod") == after
+    assert records.entry("web", "absent") is None
 
 
 def test_status_is_upserted_per_target(records: Records) -> None:
