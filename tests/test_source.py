@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import multiprocessing
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ import pytest
 
 from reconciler.errors import SourceError, SourceUnavailable
 from reconciler.source import GitSource, check_path, default_cache_dir, redact_url
+from reconciler.source.git import _Remote
 from tests.gitrepo import git
 
 
@@ -310,15 +313,22 @@ class _AuthHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def auth_server() -> Iterator[str]:
-    _AuthHandler.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthHandler)
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``host:port`` of a local HTTP server run by ``handler`` in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def auth_server() -> Iterator[str]:
+    _AuthHandler.seen = []
+    with _serving(_AuthHandler) as address:
+        yield address
 
 
 def test_credentials_reach_server_through_askpass_only(tmp_path: Path, auth_server: str) -> None:
@@ -376,3 +386,263 @@ def test_read_trees_matches_read_tree_path_by_path(
             assert got == expected, path
     assert trees["apps/web"]["common/cm.yaml"] == b"kind: ConfigMap\n"
     assert "leaves the repository" in str(trees["apps/bad"])
+
+
+# -- the network side on GitPython: its guards, and nothing inherited reaching git ---------
+
+
+def _unchecked_remote(fetch_url: str) -> _Remote:
+    """A remote as if ``_parse_remote`` had let ``fetch_url`` through: GitPython's turn."""
+    return _Remote(fetch_url, "crafted", fetch_url, "file", "", None, None)
+
+
+def _nothing_made(source: GitSource) -> bool:
+    return not (source.cache_dir / "git").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "check"),
+    [
+        ("ext::sh -c touch% {marker}", "unsafe-protocol"),
+        ("--upload-pack=touch {marker}", "unsafe-option"),
+    ],
+)
+def test_gitpython_guards_refuse_before_any_git_runs(
+    source: GitSource, tmp_path: Path, url: str, check: str
+) -> None:
+    marker = tmp_path / "pwned"
+    remote = _unchecked_remote(url.format(marker=marker))
+    with pytest.raises(SourceError, match=f"refused by GitPython's {check} check"):
+        source._fetch(remote, source._mirror(remote))
+    assert not marker.exists()
+    assert _nothing_made(source)  # refused before a lock, a staging mirror or a git
+
+
+@pytest.mark.parametrize(
+    "name", ["GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_SSL_NO_VERIFY", "GIT_QUARANTINE_PATH"]
+)
+def test_inherited_variable_git_obeys_whatever_its_value_stops_the_fetch(
+    source: GitSource, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, str(tmp_path))
+    with pytest.raises(SourceError, match=f"{name} is set in the reconciler's environment"):
+        source.fetch(str(repo))
+    assert _nothing_made(source)
+
+
+def test_inherited_repository_variables_do_not_redirect_the_mirror(
+    source: GitSource, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "decoy.git"
+    git(tmp_path, "init", "-q", "--bare", str(decoy))
+    expected = git(repo, "rev-parse", "HEAD")
+    with monkeypatch.context() as env:
+        # Where `git init --bare` (no directory argument, as GitPython runs it) and
+        # `git fetch` would otherwise write: the decoy.
+        env.setenv("GIT_DIR", str(decoy))
+        env.setenv("GIT_OBJECT_DIRECTORY", str(decoy / "objects"))
+        env.setenv("GIT_INDEX_FILE", str(decoy / "index"))
+        env.setenv("GIT_NAMESPACE", "elsewhere")
+        assert source.resolve(str(repo), "main", fetch=True) == expected
+    mirror = source.mirror_path(str(repo))
+    assert git(mirror, "--git-dir", str(mirror), "rev-parse", "refs/heads/main") == expected
+    assert git(decoy, "--git-dir", str(decoy), "for-each-ref") == ""
+    assert "origin" not in (decoy / "config").read_text()
+    assert not list((decoy / "objects").glob("??"))
+
+
+def test_inherited_configuration_does_not_reconfigure_git(
+    source: GitSource, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    git(decoy, "init", "-q", "-b", "main")
+    decoy_commit = commit_files(decoy, {"apps/web/deploy.yaml": "kind: Decoy\n"})
+    expected = git(repo, "rev-parse", "HEAD")
+    marker = tmp_path / "pwned"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    exec_path = tmp_path / "exec-path"  # where git looks for git-upload-pack first
+    exec_path.mkdir()
+    for program in (hooks / "reference-transaction", exec_path / "git-upload-pack"):
+        program.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+        program.chmod(0o755)
+    templates = tmp_path / "templates"  # `git init` copies a template's config
+    templates.mkdir()
+    redirect = f'[url "file://{decoy}"]\n\tinsteadOf = file://{repo}\n'
+    (templates / "config").write_text(redirect)
+    url = f"file://{repo}"
+    with monkeypatch.context() as env:
+        env.setenv("GIT_CONFIG_COUNT", "2")
+        env.setenv("GIT_CONFIG_KEY_0", f"url.file://{decoy}.insteadOf")
+        env.setenv("GIT_CONFIG_VALUE_0", url)
+        env.setenv("GIT_CONFIG_KEY_1", "core.hooksPath")
+        env.setenv("GIT_CONFIG_VALUE_1", str(hooks))
+        env.setenv("GIT_CONFIG_PARAMETERS", f"'url.file://{decoy}.insteadof'='{url}'")
+        env.setenv("GIT_TEMPLATE_DIR", str(templates))
+        env.setenv("GIT_CONFIG_GLOBAL", str(templates / "config"))
+        env.setenv("GIT_EXEC_PATH", str(exec_path))
+        env.setenv("GIT_ALLOW_PROTOCOL", "ext")
+        assert source.resolve(url, "main", fetch=True) == expected
+    assert source.resolve(url, "main") != decoy_commit
+    assert not marker.exists()
+    assert "insteadOf" not in (source.mirror_path(url) / "config").read_text()
+
+
+def test_inherited_askpass_never_runs(
+    source: GitSource, auth_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "askpass-ran"
+    askpass = tmp_path / "askpass.sh"
+    askpass.write_text(f"#!/bin/sh\ntouch {marker}\necho user\n")
+    askpass.chmod(0o755)
+    monkeypatch.setenv("GIT_ASKPASS", str(askpass))
+    monkeypatch.setenv("SSH_ASKPASS", str(askpass))
+    monkeypatch.setenv("SSH_ASKPASS_REQUIRE", "force")
+    with pytest.raises(SourceError, match="could not read Username"):
+        source.fetch(f"http://{auth_server}/x.git")
+    assert not marker.exists()
+    assert all(not header for header in _AuthHandler.seen)
+
+
+def test_inherited_environment_never_reaches_git_helpers(
+    source: GitSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in ``ssh`` records the environment git gives it, then fails to connect."""
+    dump = tmp_path / "ssh-env"
+    marker = tmp_path / "pwned"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_ssh = bin_dir / "ssh"
+    fake_ssh.write_text(
+        f'#!/bin/sh\necho "$@" > {dump}.args\nenv > {dump}\n'
+        "echo 'ssh: connect to host example.invalid port 22: Connection refused' >&2\nexit 255\n"
+    )
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("RECONCILER_GIT_TOKEN", "t0ken-from-environment")
+    monkeypatch.setenv("RECONCILER_GIT_PASSWORD", "passw0rd-from-environment")
+    monkeypatch.setenv("GIT_SSH_COMMAND", f"touch {marker}; ssh")
+    monkeypatch.setenv("GIT_SSH", str(fake_ssh))
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "core.sshCommand")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", f"touch {marker}; ssh")
+    monkeypatch.setenv("GIT_TRACE", str(tmp_path / "trace"))
+    with pytest.raises(SourceUnavailable) as err:
+        source.fetch("ssh://git@example.invalid/org/repo.git")
+    assert "ssh: connect to host" in str(err.value)  # git's whole stderr was classified
+    seen = dump.read_text()
+    assert "-o BatchMode=yes" in Path(f"{dump}.args").read_text()  # our ssh command
+    assert "t0ken-from-environment" not in seen and "passw0rd-from-environment" not in seen
+    assert "RECONCILER_GIT_TOKEN=\n" in seen  # present only as an empty override
+    assert "t0ken-from-environment" not in str(err.value)
+    assert not marker.exists()
+    assert not (tmp_path / "trace").exists()
+
+
+class _GitHTTPHandler(http.server.BaseHTTPRequestHandler):
+    """Smart HTTP through ``git http-backend``, for ``user:s3cret`` only."""
+
+    root: ClassVar[Path]
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        header = self.headers.get("Authorization", "")
+        type(self).seen.append(header)
+        if header != "Basic " + base64.b64encode(b"user:s3cret").decode():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        path, _, query = self.path.partition("?")
+        env = {
+            "PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command, "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }  # fmt: skip
+        out = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=True
+        ).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(": ")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            else:
+                headers.append((name, value))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def git_http_server(repo: Path) -> Iterator[str]:
+    _GitHTTPHandler.root = repo.parent
+    _GitHTTPHandler.seen = []
+    with _serving(_GitHTTPHandler) as address:
+        yield f"{address}/{repo.name}"
+
+
+def test_authenticated_fetch_keeps_the_secret_out_of_the_mirror(
+    tmp_path: Path, repo: Path, git_http_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECONCILER_GIT_TOKEN", "t0ken-from-environment")  # https only
+    source = GitSource(tmp_path / "cache", timeout=30)
+    url = f"http://user:s3cret@{git_http_server}"
+    assert source.resolve(url, "main", fetch=True) == git(repo, "rev-parse", "HEAD")
+    expected = "Basic " + base64.b64encode(b"user:s3cret").decode()
+    assert expected in _GitHTTPHandler.seen  # given to git by askpass, not in the URL
+    mirror = source.mirror_path(url)
+    assert f"url = http://{git_http_server}\n" in (mirror / "config").read_text()
+    for path in mirror.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert b"s3cret" not in content and b"t0ken-from-environment" not in content, path
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, threading.Event]]:
+    """Accepts one connection and never answers; the event is set once it is closed."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = threading.Event()
+
+    def hold() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while conn.recv(65536):
+                pass
+        closed.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}", closed
+    listener.close()
+
+
+def test_fetch_timeout_is_transient_and_kills_the_helpers(
+    tmp_path: Path, silent_server: tuple[str, threading.Event]
+) -> None:
+    address, closed = silent_server
+    source = GitSource(tmp_path / "cache", timeout=1)
+    with pytest.raises(SourceUnavailable, match=r"x\.git: git fetch timed out after 1s"):
+        source.fetch(f"http://{address}/x.git")
+    assert closed.wait(30)  # git-remote-http, which held the connection, was killed too
+    assert not [p for p in (tmp_path / "cache" / "git").iterdir() if p.is_dir()]

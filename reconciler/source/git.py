@@ -13,16 +13,50 @@ once, from repositories anyone with push access controls.  So this module:
   reach git through ``GIT_ASKPASS`` and the environment, and every message uses
   ``RepoURL.redacted`` and scrubbed stderr.
 
-Git is run directly with ``subprocess`` rather than through GitPython's command wrapper:
-GitPython always starts from ``os.environ`` and can only add variables, while we must
-remove the ones that redirect or reconfigure git (``GIT_DIR``, ``GIT_CONFIG_*``,
-``GIT_ASKPASS``...), and we need a process-group kill on timeout and a streamed
-``cat-file --batch``.
+Mirror management runs on GitPython: ``Repo.init(bare=True)`` makes the staging mirror,
+``Repo.create_remote`` sets its origin, and ``git fetch`` and ``update-ref`` run through
+the mirror's ``Git`` with ``kill_after_timeout``.  Before any git starts, GitPython's
+guards (``Git.check_unsafe_protocols``, ``Git.check_unsafe_options``) check the URL and
+every fetch argument, a second wall behind ``_parse_remote``, and ``create_remote``
+checks the URL again; the ``-c`` overrides of ``_CONFIG`` (``protocol.allow=never``, no
+hooks, no credential helper...) are persistent options of every such ``Git``.
+
+GitPython starts each git from ``os.environ`` and can only add to it, so the environment
+given to it overrides every inherited ``GIT_*``, ``SSH_ASKPASS*``, ``RECONCILER_GIT_*``
+and ``RECONCILER_ASKPASS_*`` variable with a value that makes it inert (``_neutral``):
+``GIT_DIR`` is the mirror itself, ``GIT_CONFIG_COUNT`` is 0, ``GIT_CONFIG_PARAMETERS``,
+``GIT_ASKPASS``, ``GIT_TEMPLATE_DIR`` and tokens are empty, ``GIT_EXEC_PATH`` is git's own
+and repository paths point back inside the mirror.  Some variables act whatever value
+they hold, so no override makes them inert:
+
+* ``GIT_WORK_TREE``, ``GIT_COMMON_DIR``, ``GIT_QUARANTINE_PATH``, ``GIT_SSL_NO_VERIFY``
+  and ``GIT_CURL_VERBOSE`` would break the bare mirror, turn off TLS checks or trace
+  headers into messages: while one is inherited no git runs, and the error names it
+  (``_UNNEUTRALISABLE``);
+* ``GIT_SSL_CAINFO``, ``GIT_SSL_CAPATH``, ``GIT_SSL_CERT``, ``GIT_SSL_KEY`` and their
+  ``GIT_PROXY_SSL_*`` twins are the host's TLS setup and are obeyed as inherited
+  (``_HONOURED``): images commonly point ``GIT_SSL_CAINFO`` at the system CA bundle;
+* GitPython reads two variables of its own once, at import:
+  ``GIT_PYTHON_GIT_EXECUTABLE`` picks the git program (the reading side runs the same
+  one), and ``GIT_PYTHON_TRACE=full`` logs git's unscrubbed output, for debugging only.
+
+Variables outside those prefixes (``PATH``, ``HOME`` and so ``~/.ssh/config``, the
+``*_proxy`` ones) reach git on both sides.  On timeout GitPython kills git and the
+processes it started (``git-remote-https``, ``ssh``), and a command that failed after
+running for the whole timeout is reported as timed out.
+
+Reading stays on ``subprocess``: ``ls-tree``, ``cat-file --batch-check`` and the streamed
+``cat-file --batch`` get ``os.environ`` without any variable of those prefixes (nothing
+left to neutralise), in a process group of their own that is killed as a whole on
+timeout.  GitPython's ``GitCmdObjectDB`` would keep a ``cat-file`` process per repository
+open between calls and read from it with no timeout (``kill_after_timeout`` does not apply
+to the processes it keeps), so one stuck read would hang a worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import posixpath
@@ -33,12 +67,14 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import filelock
+import git
 
 from reconciler import settings
 from reconciler.errors import SourceError, SourceUnavailable
@@ -70,6 +106,75 @@ _REFSPECS = (
     "+refs/tags/*:refs/tags/*",
     f"+HEAD:{_REMOTE_HEAD_REF}",
 )
+#: ``--refmap=``: only the refspecs above, whatever ``remote.origin.fetch`` says.
+_FETCH_OPTIONS = ("--prune", "--no-tags", "--quiet", "--refmap=")
+#: ``-c`` overrides on every git this module runs: only transports that run no command,
+#: no hooks, no fsmonitor, no credential helper, no redirect off the first host, and no
+#: submodules.
+_CONFIG = (
+    "protocol.allow=never",
+    "protocol.https.allow=always",
+    "protocol.http.allow=always",
+    "protocol.ssh.allow=always",
+    "protocol.git.allow=always",
+    "protocol.file.allow=always",
+    "protocol.ext.allow=never",
+    "protocol.fd.allow=never",
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "credential.helper=",
+    "http.followRedirects=initial",
+    "submodule.recurse=false",
+    "fetch.recurseSubmodules=false",
+)
+#: Inherited variables that could redirect or reconfigure git, or that hold our secrets.
+_INHERITED = ("GIT_", "SSH_ASKPASS", "RECONCILER_GIT_", "RECONCILER_ASKPASS_")
+#: Inherited variables git obeys whatever value they hold, so that no override can make
+#: inert, and that would undo a guarantee of this module: no git runs while one is set.
+_UNNEUTRALISABLE = {
+    "GIT_WORK_TREE": "it gives the bare mirror a work tree, and no value means none",
+    "GIT_COMMON_DIR": "a mirror given one is no longer bare, an empty one is no repository",
+    "GIT_QUARANTINE_PATH": "any value forbids every ref update",
+    "GIT_SSL_NO_VERIFY": "any value turns off TLS certificate checks",
+    "GIT_CURL_VERBOSE": "any value traces HTTP headers into git's messages",
+}
+#: The host's TLS setup, which git also obeys whatever value it holds: left as inherited,
+#: since hosts and images commonly point ``GIT_SSL_CAINFO`` at their own CA bundle.
+_HONOURED = frozenset(
+    {
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+        "GIT_SSL_CERT",
+        "GIT_SSL_KEY",
+        "GIT_PROXY_SSL_CAINFO",
+        "GIT_PROXY_SSL_CERT",
+        "GIT_PROXY_SSL_KEY",
+    }
+)
+#: What an inherited variable is overridden with when the empty string would not be
+#: inert (``""`` turns a boolean off, or is an invalid value); the rest are given ``""``.
+_NEUTRAL = {
+    "GIT_CONFIG_COUNT": "0",
+    "GIT_CONFIG_SYSTEM": os.devnull,
+    "GIT_ALLOW_PROTOCOL": ":".join(sorted(ALLOWED_SCHEMES)),  # it beats protocol.* config
+    "GIT_SMART_HTTP": "1",
+    "GIT_TRACE_REDACT": "1",
+    "GIT_REF_PARANOIA": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",  # set at all, it turns replacement off: safe
+    "GIT_REPLACE_REF_BASE": "refs/replace/",
+    "GIT_DEFAULT_HASH": "sha1",
+    "GIT_DEFAULT_REF_FORMAT": "files",
+    "GIT_SSH_VARIANT": "auto",
+    "GIT_HTTP_PROXY_AUTHMETHOD": "anyauth",
+    "SSH_ASKPASS_REQUIRE": "never",
+}
+#: Inherited path variables, put back to their default place inside the mirror.
+_NEUTRAL_IN_MIRROR = {
+    "GIT_OBJECT_DIRECTORY": "objects",
+    "GIT_INDEX_FILE": "index",
+    "GIT_SHALLOW_FILE": "shallow",
+    "GIT_CONFIG": "config",
+}
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _ABBREV = re.compile(r"[0-9a-f]{4,39}")
 _SAFE_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]*")
@@ -459,6 +564,7 @@ class GitSource:
         the caller only needs a mirror, so one cloned by another process while we waited
         for the lock is used as is (a fresh host's workers do not fetch once each).
         """
+        self._check_fetch(remote)
         mirror.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(f"{mirror}.lock", timeout=self.lock_timeout)
         try:
@@ -472,8 +578,7 @@ class GitSource:
                     return
                 staging = Path(tempfile.mkdtemp(prefix=f"{mirror.name}.", dir=mirror.parent))
                 try:
-                    self._git(remote, None, ["init", "--quiet", "--bare", str(staging)])
-                    self._git(remote, staging, ["config", "remote.origin.url", remote.fetch_url])
+                    self._init_mirror(remote, staging)
                     self._fetch_into(remote, staging)
                     staging.rename(mirror)
                 finally:
@@ -485,16 +590,114 @@ class GitSource:
                 delay=5.0,
             ) from None
 
+    def _check_fetch(self, remote: _Remote) -> None:
+        """Refuse, before any git runs or any file is made, what must never reach git.
+
+        GitPython's guards see the URL and every fetch argument (``_parse_remote`` has
+        already refused them once); an inherited variable no override can make inert
+        stops the fetch, named, rather than being obeyed.
+        """
+        for name, why in _UNNEUTRALISABLE.items():
+            if name in os.environ:
+                raise SourceError(
+                    f"{remote.display}: {name} is set in the reconciler's environment and "
+                    f"git would obey it ({why}); unset it"
+                )
+        args = [remote.fetch_url, *_FETCH_OPTIONS, "origin", *_REFSPECS]
+        with self._gitpython(remote, "fetch"):
+            for arg in args:
+                git.Git.check_unsafe_protocols(arg)
+            git.Git.check_unsafe_options(
+                options=args, unsafe_options=git.Remote.unsafe_git_fetch_options
+            )
+        if git.Git.polish_url(remote.fetch_url, expand_vars=False) != remote.fetch_url:
+            # create_remote would store another URL than the one checked (backslashes, '~').
+            raise SourceError(f"{remote.display}: GitPython would rewrite this URL; refused")
+
+    def _init_mirror(self, remote: _Remote, staging: Path) -> None:
+        """An empty bare repository in ``staging`` whose origin is ``remote``."""
+        env = self._gitpython_env(remote, staging, askpass=None)
+        with self._gitpython(remote, "init"):
+            git.Repo.init(
+                staging, mkdir=False, expand_vars=False, bare=True,
+                env=env, kill_after_timeout=self.timeout,
+            ).close()  # fmt: skip
+        with self._gitpython(remote, "remote add"), self._repo(remote, staging) as repo:
+            repo.create_remote(
+                "origin", remote.fetch_url, allow_unsafe_protocols=False,
+                env=env, kill_after_timeout=self.timeout,
+            )  # fmt: skip
+
     def _fetch_into(self, remote: _Remote, git_dir: Path) -> None:
-        fetch = ["fetch", "--prune", "--no-tags", "--quiet", "--", "origin"]
+        fetch = [*_FETCH_OPTIONS, "--", "origin"]
+        env = self._gitpython_env(remote, git_dir, askpass=self._credentials(remote))
+        with self._repo(remote, git_dir) as repo:
+            try:
+                with self._gitpython(remote, "fetch", network=True):
+                    repo.git.fetch(*fetch, *_REFSPECS, env=env, kill_after_timeout=self.timeout)
+            except SourceError as exc:
+                # A server whose HEAD names a missing branch still serves its branches and tags.
+                if "couldn't find remote ref head" not in str(exc).lower():
+                    raise
+                with self._gitpython(remote, "fetch", network=True):
+                    repo.git.fetch(*fetch, *_REFSPECS[:2], env=env, kill_after_timeout=self.timeout)
+                with self._gitpython(remote, "update-ref"):
+                    repo.git.update_ref(
+                        "-d", _REMOTE_HEAD_REF,
+                        env=self._gitpython_env(remote, git_dir, askpass=None),
+                        kill_after_timeout=self.timeout,
+                    )  # fmt: skip
+
+    # -- running git through GitPython -------------------------------------------------
+
+    def _repo(self, remote: _Remote, git_dir: Path) -> git.Repo:
+        """GitPython's handle on a mirror; every git it runs gets the ``-c`` of _CONFIG."""
+        with self._gitpython(remote, "fetch"):
+            repo = git.Repo(git_dir, expand_vars=False)
+        repo.git.set_persistent_git_options(c=list(_CONFIG))
+        return repo
+
+    def _gitpython_env(
+        self, remote: _Remote, git_dir: Path, *, askpass: tuple[str, str] | None
+    ) -> dict[str, str]:
+        """``_env``, plus an inert value for every inherited variable ``_env`` leaves out.
+
+        GitPython adds this to ``os.environ`` rather than replacing it, so a variable
+        left out here would be inherited by git.
+        """
+        env = self._env(remote, askpass=askpass)
+        for name in os.environ:
+            if name.startswith(_INHERITED) and name not in env and name not in _HONOURED:
+                env[name] = _neutral(name, git_dir)
+        env["GIT_DIR"] = str(git_dir)
+        return env
+
+    @contextlib.contextmanager
+    def _gitpython(self, remote: _Remote, what: str, *, network: bool = False) -> Iterator[None]:
+        """GitPython's exceptions as SourceError or (unreachable, timeout) SourceUnavailable."""
+        started = time.monotonic()
         try:
-            self._git(remote, git_dir, [*fetch, *_REFSPECS], network=True)
-        except SourceError as exc:
-            # A server whose HEAD names a missing branch still serves its branches and tags.
-            if "couldn't find remote ref head" not in str(exc).lower():
-                raise
-            self._git(remote, git_dir, [*fetch, *_REFSPECS[:2]], network=True)
-            self._git(remote, git_dir, ["update-ref", "-d", _REMOTE_HEAD_REF])
+            yield
+        except git.exc.GitCommandError as exc:
+            # Not chained: the exception's text is git's raw stderr and command line.
+            if time.monotonic() - started >= self.timeout:
+                raise SourceUnavailable(
+                    f"{remote.display}: git {what} timed out after {self.timeout:g}s"
+                ) from None
+            stderr = exc.stderr.removeprefix("\n  stderr: '").removesuffix("'")
+            raise self._failure(remote, what, stderr, exc.status, network=network) from None
+        except git.exc.UnsafeProtocolError as exc:
+            raise SourceError(
+                f"{remote.display}: refused by GitPython's unsafe-protocol check"
+            ) from exc
+        except git.exc.UnsafeOptionError as exc:
+            raise SourceError(
+                f"{remote.display}: refused by GitPython's unsafe-option check"
+            ) from exc
+        except git.exc.GitError as exc:
+            raise SourceError(
+                f"{remote.display}: git {what} failed ({type(exc).__name__})"
+            ) from None
 
     # -- reading -----------------------------------------------------------------------
 
@@ -582,29 +785,14 @@ class GitSource:
             proc.stdout.close()
             proc.wait(timeout=self.timeout)  # a failure surfaced above as a short read
 
-    # -- running git -------------------------------------------------------------------
+    # -- running git directly (the reading side) --------------------------------------
 
-    def _base_args(self, git_dir: Path | None) -> list[str]:
-        args = [
-            "git",
-            "-c", "protocol.allow=never",
-            "-c", "protocol.https.allow=always",
-            "-c", "protocol.http.allow=always",
-            "-c", "protocol.ssh.allow=always",
-            "-c", "protocol.git.allow=always",
-            "-c", "protocol.file.allow=always",
-            "-c", "protocol.ext.allow=never",
-            "-c", "protocol.fd.allow=never",
-            "-c", "core.hooksPath=/dev/null",
-            "-c", "core.fsmonitor=false",
-            "-c", "credential.helper=",
-            "-c", "http.followRedirects=initial",
-            "-c", "submodule.recurse=false",
-            "-c", "fetch.recurseSubmodules=false",
-        ]  # fmt: skip
-        if git_dir is not None:
-            args.append(f"--git-dir={git_dir}")
-        return args
+    @staticmethod
+    def _base_args(git_dir: Path) -> list[str]:
+        args = [_git_program()]
+        for option in _CONFIG:
+            args += ["-c", option]
+        return [*args, f"--git-dir={git_dir}"]
 
     def _credentials(self, remote: _Remote) -> tuple[str, str] | None:
         """User name and secret for an HTTP(S) remote, from its URL or the environment.
@@ -646,11 +834,7 @@ class GitSource:
 
     def _env(self, remote: _Remote, *, askpass: tuple[str, str] | None) -> dict[str, str]:
         """A clean environment: nothing inherited can redirect or reconfigure git."""
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("GIT_", "SSH_ASKPASS", "RECONCILER_GIT_"))
-        }
+        env = {key: value for key, value in os.environ.items() if not key.startswith(_INHERITED)}
         env.update(
             LC_ALL="C",
             LANGUAGE="C",
@@ -676,22 +860,15 @@ class GitSource:
         return env
 
     def _git(
-        self,
-        remote: _Remote,
-        git_dir: Path | None,
-        args: list[str],
-        *,
-        stdin: bytes | None = None,
-        network: bool = False,
+        self, remote: _Remote, git_dir: Path, args: list[str], *, stdin: bytes | None = None
     ) -> bytes:
-        """Run git; a failure becomes SourceError or (unreachable, timeout) SourceUnavailable."""
-        creds = self._credentials(remote) if network else None
+        """Run git; a failure becomes SourceError, a timeout SourceUnavailable."""
         proc = subprocess.Popen(
             [*self._base_args(git_dir), *args],
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=self._env(remote, askpass=creds),
+            env=self._env(remote, askpass=None),
             start_new_session=True,
         )
         try:
@@ -704,14 +881,20 @@ class GitSource:
             ) from None
         if proc.returncode == 0:
             return out
-        message = _scrub(err.decode("utf-8", "replace"), self._secrets(remote))
+        raise self._failure(remote, args[0], err.decode("utf-8", "replace"), proc.returncode)
+
+    def _failure(
+        self, remote: _Remote, what: str, stderr: str, status: object, *, network: bool = False
+    ) -> SourceError | SourceUnavailable:
+        """The error for a git that failed: SourceUnavailable if the server was unreachable."""
+        message = _scrub(stderr, self._secrets(remote))
         lowered = message.lower()
         unreachable = any(s in lowered for s in _UNREACHABLE)
         refused = any(s in lowered for s in _REFUSED)
-        text = f"{remote.display}: git {args[0]} failed: {message or f'exit {proc.returncode}'}"
+        text = f"{remote.display}: git {what} failed: {message or f'exit {status}'}"
         if network and unreachable and not refused:
-            raise SourceUnavailable(text)
-        raise SourceError(text)
+            return SourceUnavailable(text)
+        return SourceError(text)
 
 
 class _Resolver:
@@ -790,6 +973,43 @@ class _Resolver:
                     raise SourceError(f"{self.where}: over {MAX_FILES} files under {stack[0]}")
             elif entry.type == "tree":
                 self._collect(name, rel, files, stack=(*stack, name))
+
+
+def _git_program() -> str:
+    """The git GitPython runs (``git`` unless ``GIT_PYTHON_GIT_EXECUTABLE`` names another)."""
+    return os.fspath(git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git")
+
+
+@functools.cache
+def _program_defaults() -> dict[str, str]:
+    """The values git itself gives ``GIT_EXEC_PATH`` and its user agent, asked once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED)}
+    env["LC_ALL"] = "C"
+
+    def ask(*args: str) -> str:
+        return subprocess.run(
+            [_git_program(), *args], env=env, capture_output=True, text=True, check=True,
+            timeout=DEFAULT_TIMEOUT,
+        ).stdout.strip()  # fmt: skip
+
+    agent = "git/" + ask("version").removeprefix("git version ")
+    return {"GIT_EXEC_PATH": ask("--exec-path"), "GIT_USER_AGENT": agent,
+            "GIT_HTTP_USER_AGENT": agent}  # fmt: skip
+
+
+def _neutral(name: str, git_dir: Path) -> str:
+    """What inherited variable ``name`` is overridden with for a git run on ``git_dir``."""
+    if name in _NEUTRAL:
+        return _NEUTRAL[name]
+    if name in _NEUTRAL_IN_MIRROR:
+        return os.path.normpath(git_dir / _NEUTRAL_IN_MIRROR[name])
+    if name in ("GIT_EXEC_PATH", "GIT_USER_AGENT", "GIT_HTTP_USER_AGENT"):
+        return _program_defaults()[name]
+    # Empty means unset, off, none or the default for everything else git reads
+    # (GIT_ASKPASS, GIT_CONFIG_PARAMETERS, GIT_CONFIG_KEY_<n>, GIT_NAMESPACE,
+    # GIT_TEMPLATE_DIR, GIT_ALTERNATE_OBJECT_DIRECTORIES, GIT_PROXY_COMMAND, GIT_TRACE*,
+    # GIT_SSH...), and it is what a token must become.
+    return ""
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytes:
