@@ -155,14 +155,14 @@ class _Validation:
     """
 
     def __init__(self, fleet: Fleet, cache_dir: Path) -> None:
-        from reconciler.engine import Engine  # noqa: PLC0415
+        from reconciler.engine import Engine, GitRenderer  # noqa: PLC0415
         from reconciler.kube.client import ClientFactory  # noqa: PLC0415
 
         self.fleet = fleet
         self.source = _ReadAheadSource(cache_dir)
-        self.engine = Engine(source=self.source, clients=ClientFactory(cache_dir=cache_dir))
-        self._render_from_git = self.engine.render_from_git
-        self.engine.objects = self._render
+        self._render_from_git = GitRenderer(self.source)
+        self.engine = Engine(source=self.source, clients=ClientFactory(cache_dir=cache_dir),
+                             renderer=self._render)  # fmt: skip
         self._commits: dict[tuple[str, str], str | ReconcilerError] = {}
         self._fetched: dict[str, ReconcilerError | None] = {}
         self._renders: dict[tuple[str, str], list[RenderedObject] | ReconcilerError] = {}

@@ -183,33 +183,23 @@ class _Applied:
     objects: dict[ObjectKey, Manifest] = field(default_factory=dict)
 
 
-class Engine:
-    """Reconciles targets; one per worker process, reused (clients and mirrors are cached)."""
+class GitResolver:
+    """The source stage, uncached: the commit a revision names, from the Git mirror."""
 
-    def __init__(
-        self,
-        *,
-        source: GitSource,
-        clients: ClientFactory,
-        resolver: Resolver | None = None,
-        renderer: Renderer | None = None,
-    ) -> None:
+    def __init__(self, source: GitSource) -> None:
         self.source = source
-        self.clients = clients
-        self.resolve = resolver or self.resolve_from_git
-        self.objects = renderer or self.render_from_git
 
-    @classmethod
-    def local(cls, cache_dir: Path) -> Engine:
-        """An engine with a Git mirror cache and cluster clients under ``cache_dir``."""
-        return cls(source=GitSource(cache_dir), clients=ClientFactory(cache_dir=cache_dir))
-
-    # -- defaults for the source and render stages --------------------------------------
-
-    def resolve_from_git(self, source: Source, fresh: bool) -> str:
+    def __call__(self, source: Source, fresh: bool) -> str:
         return self.source.resolve(source.repo, source.revision, fetch=fresh)
 
-    def render_from_git(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+
+class GitRenderer:
+    """The render stage, uncached: read the tree at a commit, render it."""
+
+    def __init__(self, source: GitSource) -> None:
+        self.source = source
+
+    def __call__(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
         files = self.source.read_tree(spec.repo, commit, spec.path)
         helm = spec.helm
         if helm is None and spec.jsonnet is None and spec.directory is None:
@@ -222,6 +212,30 @@ class Engine:
             jsonnet=spec.jsonnet,
             directory=spec.directory,
         )
+
+
+class Engine:
+    """Reconciles targets; one per worker process, reused (clients and mirrors are cached)."""
+
+    def __init__(
+        self,
+        *,
+        source: GitSource,
+        clients: ClientFactory,
+        resolver: Resolver | None = None,
+        renderer: Renderer | None = None,
+    ) -> None:
+        """``resolver`` and ``renderer`` are the source and render stages: by default
+        straight from ``source``; the workers pass cached ones (shared through Redis)."""
+        self.source = source
+        self.clients = clients
+        self.resolve: Resolver = resolver or GitResolver(source)
+        self.objects: Renderer = renderer or GitRenderer(source)
+
+    @classmethod
+    def local(cls, cache_dir: Path) -> Engine:
+        """An engine with a Git mirror cache and cluster clients under ``cache_dir``."""
+        return cls(source=GitSource(cache_dir), clients=ClientFactory(cache_dir=cache_dir))
 
     # -- the run -------------------------------------------------------------------------
 
@@ -961,4 +975,5 @@ def _plain(options: Any) -> Any:
     return options
 
 
-__all__ = ["Engine", "Options", "RenderInput", "Renderer", "Trigger"]
+__all__ = ["Engine", "GitRenderer", "GitResolver", "Options", "RenderInput", "Renderer",
+           "Resolver", "Trigger"]

@@ -18,14 +18,14 @@ import copy
 import hashlib
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from reconciler.engine import Engine, RenderInput
+from reconciler.engine import Engine, GitRenderer, RenderInput
 from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.fleet import Fleet, Source, Target
 from reconciler.kube import ClientFactory
@@ -90,6 +90,63 @@ class RenderMemory:
                 self._renders.popitem(last=False)
 
 
+class CachedResolver:
+    """The source stage through Redis: a (repository, revision) is fetched and resolved
+    at most once per TTL across all workers (single-flight), and every fetch is counted."""
+
+    def __init__(self, git: GitSource, revisions: RevisionCache, metrics: ReconcileMetrics) -> None:
+        self.git = git
+        self.revisions = revisions
+        self.metrics = metrics
+
+    def __call__(self, source: Source, fresh: bool) -> str:
+        def fetch_and_resolve() -> str:
+            # Fetch, then resolve in the mirror: a revision missing from a good fetch is
+            # the fleet's mistake, not a failed fetch.
+            self.metrics.git_fetched()
+            try:
+                self.git.fetch(source.repo)
+            except ReconcilerError:
+                self.metrics.git_fetch_failed(source.repo)
+                raise
+            return self.git.resolve(source.repo, source.revision)
+
+        return self.revisions.resolve(source.repo, source.revision, fetch_and_resolve, fresh=fresh)
+
+
+class CachedRenderer:
+    """The render stage through Redis: a commit's render is computed once and shared.
+
+    The key covers everything a render depends on (path, Helm values and value files,
+    Jsonnet arguments, the cluster version a chart sees), so targets share a render
+    exactly when it would come out the same.  The shared cache holds Secrets by identity
+    only; a render with Secrets comes from this process's memory, else from Git again
+    (the commit is fixed, so the render is the same, unless a chart makes up random
+    values, which differ between renders whatever caches them).
+    """
+
+    def __init__(self, inner: GitRenderer, renders: RenderCache,
+                 memory: RenderMemory | None = None) -> None:  # fmt: skip
+        self.inner = inner
+        self.renders = renders
+        self.memory = memory or RenderMemory()
+
+    def __call__(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+        key = spec.key()
+        full = self.memory.get(commit, key)
+        if full is not None:
+            return full
+        cached = self.renders.get(commit, key)
+        if cached is not None and not has_redacted(cached):
+            return [_rendered_object(item) for item in cached]
+        objects = self.inner(spec, commit)
+        if any(is_secret(obj.manifest) for obj in objects):
+            self.memory.put(commit, key, objects)
+        if cached is None:
+            self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
+        return objects
+
+
 @dataclass
 class Runtime:
     """Everything a task needs, built once per process."""
@@ -103,7 +160,6 @@ class Runtime:
     renders: RenderCache
     forced: ForcedSyncs
     metrics: ReconcileMetrics
-    full_renders: RenderMemory = field(default_factory=RenderMemory)
 
     def fleet(self) -> Fleet:
         """The fleet in force now: the last valid one while the file is invalid.
@@ -118,20 +174,11 @@ class Runtime:
 
     def resolve(self, source: Source, *, fresh: bool) -> str:
         """The commit of ``source``: fetched at most once per TTL across all workers."""
-        git = self.engine.source
+        return self.engine.resolve(source, fresh)
 
-        def fetch_and_resolve() -> str:
-            # Fetch, then resolve in the mirror: a revision missing from a good fetch is
-            # the fleet's mistake, not a failed fetch.
-            self.metrics.git_fetched()
-            try:
-                git.fetch(source.repo)
-            except ReconcilerError:
-                self.metrics.git_fetch_failed(source.repo)
-                raise
-            return git.resolve(source.repo, source.revision)
-
-        return self.revisions.resolve(source.repo, source.revision, fetch_and_resolve, fresh=fresh)
+    def render(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+        """Rendered objects of ``spec`` at ``commit``, from the shared cache when there."""
+        return self.engine.objects(spec, commit)
 
     def fingerprint(self, target: Target) -> tuple[str, str]:
         """(render key, target digest): what a run's desired state depends on, besides
@@ -176,31 +223,6 @@ class Runtime:
                     unchanged_runs=runs + 1)  # fmt: skip
         return data
 
-    def render(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
-        """Rendered objects of ``spec`` at ``commit``, from the shared cache when there.
-
-        The key covers everything a render depends on (path, Helm values and value files,
-        Jsonnet arguments, the cluster version a chart sees), so targets share a render
-        exactly when it would come out the same.  The shared cache holds Secrets by
-        identity only; a render with Secrets comes from this process's memory, else from
-        Git again (the commit is fixed, so the render is the same, unless a chart makes
-        up random values, which differ between renders whatever caches them).
-        """
-        key = spec.key()
-        full = self.full_renders.get(commit, key)
-        if full is not None:
-            return full
-        cached = self.renders.get(commit, key)
-        if cached is not None and not has_redacted(cached):
-            return [_rendered_object(item) for item in cached]
-        objects = self.engine.render_from_git(spec, commit)
-        if any(is_secret(obj.manifest) for obj in objects):
-            self.full_renders.put(commit, key, objects)
-        if cached is None:
-            self.renders.put(commit, key, [_rendered_dict(obj) for obj in objects])
-        return objects
-
-
 def _epoch(value: object) -> float:
     """Epoch seconds of an RFC 3339 time; 0 when unreadable (so nothing is trusted)."""
     try:
@@ -244,18 +266,25 @@ def build_runtime() -> Runtime:
     client = connect.client(redis_url(), socket_timeout=30)
     keys = Keys()
     cache_dir = Path(default_cache_dir())
-    engine = Engine(source=GitSource(cache_dir), clients=ClientFactory(cache_dir=cache_dir))
-    rt = Runtime(
+    git = GitSource(cache_dir)
+    revisions = RevisionCache(client, keys, ttl=REVISION_TTL)
+    renders = RenderCache(client, keys)
+    metrics = ReconcileMetrics(client, keys)
+    engine = Engine(
+        source=git,
+        clients=ClientFactory(cache_dir=cache_dir),
+        resolver=CachedResolver(git, revisions, metrics),
+        renderer=CachedRenderer(GitRenderer(git), renders),
+    )
+    return Runtime(
         client=client,
         keys=keys,
         # A pool process starts from its parent's fleet: it may be forked after a breakage.
         fleet_file=FleetFile(fleet_path(), last_valid=inherited_fleet()),
         engine=engine,
         records=Records(client, keys),
-        revisions=RevisionCache(client, keys, ttl=REVISION_TTL),
-        renders=RenderCache(client, keys),
+        revisions=revisions,
+        renders=renders,
         forced=ForcedSyncs(client, keys),
-        metrics=ReconcileMetrics(client, keys),
+        metrics=metrics,
     )
-    engine.objects = rt.render
-    return rt

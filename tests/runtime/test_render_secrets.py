@@ -19,7 +19,7 @@ from reconciler.engine import RenderInput
 from reconciler.render import HelmOptions, RenderedObject
 from reconciler.store.cache import RenderCache
 from reconciler.store.keys import Keys
-from workers.runtime import RenderMemory, Runtime
+from workers.runtime import CachedRenderer, RenderMemory
 
 COMMIT = "4" * 40
 PASSWORD = "s3cr3t-runtime-password"
@@ -37,13 +37,13 @@ def configmap() -> dict[str, Any]:
 
 
 class StubEngine:
-    """Renders fixed objects and counts how often it was asked."""
+    """The uncached render stage: fixed objects, and how often it was asked."""
 
     def __init__(self, manifests: list[dict[str, Any]]) -> None:
         self.manifests = manifests
         self.renders = 0
 
-    def render_from_git(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
+    def __call__(self, spec: RenderInput, commit: str) -> list[RenderedObject]:
         self.renders += 1
         fresh = copy.deepcopy(self.manifests)  # as a real render: new objects each time
         return [RenderedObject(m, "app/all.yaml", 1 + 5 * i, i) for i, m in enumerate(fresh)]
@@ -55,12 +55,9 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
 
 
-def runtime(client: redis.Redis, keys: Keys, engine: StubEngine) -> Runtime:
-    """A runtime with just what ``render`` uses; a new one is a new worker process."""
-    none: Any = None
-    return Runtime(client=client, keys=keys, fleet_file=none, engine=cast(Any, engine),
-                   records=none, revisions=none, renders=RenderCache(client, keys),
-                   forced=none, metrics=none, full_renders=RenderMemory(entries=2))  # fmt: skip
+def runtime(client: redis.Redis, keys: Keys, engine: StubEngine) -> CachedRenderer:
+    """A worker process's render stage; a new one is a new worker process."""
+    return CachedRenderer(cast(Any, engine), RenderCache(client, keys), RenderMemory(entries=2))
 
 
 SPEC = RenderInput(repo="/srv/git/apps", path="app", chart=HelmOptions(release_name="app"))
@@ -78,19 +75,19 @@ def test_secrets_are_applied_whole_but_never_reach_redis(
     keys = Keys(redis_prefix)
     engine = StubEngine([configmap(), secret()])
     first = runtime(client, keys, engine)
-    objects = first.render(SPEC, COMMIT)
+    objects = first(SPEC, COMMIT)
     assert [o.manifest for o in objects] == [configmap(), secret()]
     assert PASSWORD not in stored(client, keys) and ENCODED not in stored(client, keys)
     assert '"redacted":true' in stored(client, keys)
 
     # The same process: from its own memory, a copy each time.
     objects[1].manifest["data"]["password"] = "changed by a run"
-    assert first.render(SPEC, COMMIT)[1].manifest == secret()
+    assert first(SPEC, COMMIT)[1].manifest == secret()
     assert engine.renders == 1
 
     # Another process finds the Secret redacted in Redis and renders again.
     second = runtime(client, keys, engine)
-    again = second.render(SPEC, COMMIT)
+    again = second(SPEC, COMMIT)
     assert engine.renders == 2
     assert [o.manifest for o in again] == [configmap(), secret()]
     assert [(o.source, o.line, o.index) for o in again] == [(o.source, o.line, o.index)
@@ -103,8 +100,8 @@ def test_renders_without_secrets_are_shared_through_redis(
 ) -> None:
     keys = Keys(redis_prefix)
     engine = StubEngine([configmap()])
-    runtime(client, keys, engine).render(SPEC, COMMIT)
-    objects = runtime(client, keys, engine).render(SPEC, COMMIT)
+    runtime(client, keys, engine)(SPEC, COMMIT)
+    objects = runtime(client, keys, engine)(SPEC, COMMIT)
     assert engine.renders == 1
     assert [o.manifest for o in objects] == [configmap()]
 
