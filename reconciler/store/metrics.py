@@ -28,7 +28,10 @@ histogram and the reachability, atomically), and a scrape reads every hash in on
 MULTI/EXEC, so it never sees a count that disagrees with its buckets.  Buckets are stored
 *non-cumulatively* (one field per observation) and made cumulative at read time: one write
 per reconcile instead of up to twelve.  Fields are ``application/cluster/...``: names
-never hold ``/``.
+never hold ``/``.  The reconciles hash also holds one field without a ``/``,
+:data:`TOTAL_FIELD`: every reconcile counted, under any label, so a reader that only
+wants to know how many have finished (a benchmark waiting for a pass) asks one field
+instead of reading a field per target.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ __all__ = [
     "MAX_REACHABLE_CLUSTERS",
     "MAX_REPOSITORIES",
     "OTHER",
+    "TOTAL_FIELD",
     "WEBHOOK_PROVIDERS",
     "WEBHOOK_RESULTS",
     "Histogram",
@@ -72,6 +76,8 @@ SKIPPED = "skipped"
 UNKNOWN = "unknown"
 #: The label value that stands for every name past a cap (never a DNS-1123 name).
 OTHER = "_other"
+#: Field of the reconciles hash counting every reconcile (no ``/``: never a series).
+TOTAL_FIELD = "_total"
 #: Applications with series of their own; a fleet file holds far fewer, so this only
 #: bounds names that are not in the fleet (a task queued for an application since removed).
 MAX_APPLICATIONS = 1000
@@ -171,7 +177,7 @@ _BEFORE_THE_CLUSTER = frozenset({"ConfigInvalid", "SourceFailed"})
 # KEYS[3] metrics_reconciles, KEYS[4] metrics_duration, KEYS[5] metrics_cluster_reachable.
 # ARGV: application, cluster (checked names or _other), result, bucket field ('' when the
 # run has no duration), seconds, reachable ('1', '0' or ''), max applications, max
-# clusters per application, max reachable clusters.
+# clusters per application, max reachable clusters, the total's field (TOTAL_FIELD).
 # Returns {application, cluster}: the labels the run was counted under.
 _OBSERVE = """
 local function admit(member, counter, cap)
@@ -189,6 +195,7 @@ elseif cluster == '_other' or not admit(app .. '/' .. cluster, app, tonumber(ARG
 end
 local series = app .. '/' .. cluster .. '/'
 redis.call('HINCRBY', KEYS[3], series .. ARGV[3], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[10], 1)
 if ARGV[4] ~= '' then
     redis.call('HINCRBY', KEYS[4], series .. ARGV[4], 1)
     redis.call('HINCRBYFLOAT', KEYS[4], series .. 'sum', ARGV[5])
@@ -284,10 +291,18 @@ class ReconcileMetrics:
         args: list[str | int] = [
             _name(outcome.get("application")), _name(outcome.get("cluster")), result_of(outcome),
             bucket, repr(seconds or 0.0), "" if reachable is None else str(int(reachable)),
-            MAX_APPLICATIONS, self.max_clusters, MAX_REACHABLE_CLUSTERS,
+            MAX_APPLICATIONS, self.max_clusters, MAX_REACHABLE_CLUSTERS, TOTAL_FIELD,
         ]  # fmt: skip
         app, cluster = self._observe(keys=keys, args=args)
         return _text(app), _text(cluster)
+
+    def total(self) -> int:
+        """Reconciles counted so far, under any label and result: one field, one round trip.
+
+        Cheap enough to poll while a pass runs; the per-series counts are
+        :meth:`snapshot`'s.  Runs counted before this field existed are not in it.
+        """
+        return int(self.client.hget(self.reconciles_key, TOTAL_FIELD) or 0)
 
     def git_fetched(self) -> None:
         """Count one Git fetch (its failure, if it fails, is :meth:`git_fetch_failed`)."""
