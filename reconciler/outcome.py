@@ -137,6 +137,17 @@ class Outcome:
     #: How the live state was known: ``cluster`` (read from it) or ``watch`` (the watcher
     #: had seen no change since the last read, so nothing was read).
     checked: str = "cluster"
+    #: What a later run compares to know nothing changed on Git's side: the render's
+    #: cache key and a digest of the target's fleet entry ("" when not known).
+    render_key: str = ""
+    app_digest: str = ""
+    #: Runs in a row recorded "unchanged" without a cluster read (0 after a read).
+    unchanged_runs: int = 0
+    #: Of the run as a task: its attempt (1 for the first), its task id (``sync --wait``
+    #: finds the outcome by it) and the cluster's circuit breaker as the run left it.
+    attempt: int = 1
+    task_id: str | None = None
+    circuit: dict[str, Any] | None = None
 
     @property
     def retryable(self) -> bool:
@@ -208,4 +219,10 @@ class Outcome:
             ],
             observed_rv=data.get("observed_rv"),
             checked=str(data.get("checked", "cluster")),
+            render_key=str(data.get("render_key") or ""),
+            app_digest=str(data.get("app_digest") or ""),
+            unchanged_runs=int(data.get("unchanged_runs") or 0),
+            attempt=int(data.get("attempt") or 1),
+            task_id=data.get("task_id"),
+            circuit=data.get("circuit"),
         )

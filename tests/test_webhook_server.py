@@ -35,6 +35,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import workers.app
+from reconciler.outcome import Outcome
 from reconciler.store.keys import Keys, default_prefix
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
@@ -436,9 +437,10 @@ def _outcome(app: str, cluster: str, **fields: Any) -> dict[str, Any]:
 
 def test_metrics_expose_targets_counters_and_queue_depths(server: Server) -> None:
     records = Records(server.client, server.keys)
-    records.record(_outcome("web", "prod"))
+    records.record(Outcome.from_dict(_outcome("web", "prod")))
     drift = [{"object": f"ConfigMap/default/c{i}", "kind": "changed"} for i in range(3)]
-    records.record(_outcome("api", "staging", sync="OutOfSync", health="Degraded", drift=drift))
+    records.record(Outcome.from_dict(_outcome("api", "staging", sync="OutOfSync",
+                                              health="Degraded", drift=drift)))  # fmt: skip
     counters = ReconcileMetrics(server.client, server.keys)
     counters.observe(_outcome("web", "prod", duration=0.2))
     counters.observe(_outcome("api", "staging", sync="OutOfSync", duration=7.0))

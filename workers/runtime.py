@@ -187,7 +187,7 @@ class Runtime:
         digest = hashlib.sha256(repr(target).encode("utf-8")).hexdigest()[:32]
         return spec.key(), digest
 
-    def unchanged(self, target: Target, commit: str, trigger: Trigger) -> dict[str, Any] | None:
+    def unchanged(self, target: Target, commit: str, trigger: Trigger) -> Outcome | None:
         """The outcome of a run that needs no cluster read, or None when it needs one.
 
         Nothing can have changed when the target's last outcome was Synced at this same
@@ -214,14 +214,11 @@ class Runtime:
             return None
         if (last.get("render_key"), last.get("app_digest")) != self.fingerprint(target):
             return None
-        outcome = Outcome(application=app, cluster=cluster, trigger=trigger.value,
-                          started=timestamp(datetime.now(UTC)), revision=commit,
-                          sync=SyncStatus.SYNCED, health=Health(last.get("health") or "Unknown"),
-                          observed_rv=observed, checked="watch")  # fmt: skip
-        data = outcome.to_dict()
-        data.update(render_key=last["render_key"], app_digest=last["app_digest"],
-                    unchanged_runs=runs + 1)  # fmt: skip
-        return data
+        return Outcome(application=app, cluster=cluster, trigger=trigger.value,
+                       started=timestamp(datetime.now(UTC)), revision=commit,
+                       sync=SyncStatus.SYNCED, health=Health(last.get("health") or "Unknown"),
+                       observed_rv=observed, checked="watch", render_key=last["render_key"],
+                       app_digest=last["app_digest"], unchanged_runs=runs + 1)  # fmt: skip
 
 def _epoch(value: object) -> float:
     """Epoch seconds of an RFC 3339 time; 0 when unreadable (so nothing is trusted)."""

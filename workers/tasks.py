@@ -349,12 +349,12 @@ def reconcile_target(
                 # The watcher vouches that nothing changed: recorded without a request.
                 breakers.record(cluster_name, token, None)
                 scheduled.started(app_name, cluster_name)
-                quiet.update(attempt=attempt + 1, task_id=self.request.id)
-                rt.records.record(quiet)
+                quiet.attempt, quiet.task_id = attempt + 1, self.request.id
+                stored = rt.records.record(quiet)
                 if self.request.id:
                     applied.mark(self.request.id, attempt)
-                rt.metrics.observe(quiet)
-                return job_summary(quiet)
+                rt.metrics.observe(stored)
+                return job_summary(stored)
             slot = str(lock.token)
             if not slots.acquire(slot):
                 breakers.record(cluster_name, token, None)  # a probe that did not run
@@ -370,17 +370,15 @@ def reconcile_target(
             if lock.lost:
                 outcome.errors.append(Problem("the target lock was lost during the run", True))
                 outcome.sync = SyncStatus.FAILED
-            data = outcome.to_dict()
             if outcome.observed_rv is not None:
-                data.update(_fingerprint(rt, app_name, cluster_name))
-            data["attempt"] = attempt + 1
+                outcome.render_key, outcome.app_digest = _fingerprint(rt, app_name, cluster_name)
             # Links the recorded outcome to its task: ``sync --wait`` finds it by this id.
-            data["task_id"] = self.request.id
-            circuit = breakers.record(cluster_name, token, cluster_reachable(data))
-            data["circuit"] = _circuit_dict(circuit)
+            outcome.attempt, outcome.task_id = attempt + 1, self.request.id
+            circuit = breakers.record(cluster_name, token, cluster_reachable(outcome.to_dict()))
+            outcome.circuit = _circuit_dict(circuit)
             # Recorded and marked applied under the lock, so a second delivery of this
             # attempt, waiting for the lock, finds both.
-            rt.records.record(data)
+            data = rt.records.record(outcome)
             if self.request.id:
                 applied.mark(self.request.id, attempt)
     except _Deferred as later:
@@ -435,7 +433,7 @@ def _defer(task: Task, deferred: int, countdown: float, why: str) -> dict[str, A
 
 def _unchanged(
     rt: Runtime, app_name: str, cluster_name: str, revision: str, kind: Trigger
-) -> dict[str, Any] | None:
+) -> Outcome | None:
     """The outcome of a scheduled run the watcher lets skip the cluster, or None."""
     try:
         return rt.unchanged(rt.fleet().target(app_name, cluster_name), revision, kind)
@@ -443,13 +441,12 @@ def _unchanged(
         return None  # the full run will say what is wrong
 
 
-def _fingerprint(rt: Runtime, app_name: str, cluster_name: str) -> dict[str, str]:
+def _fingerprint(rt: Runtime, app_name: str, cluster_name: str) -> tuple[str, str]:
     """The render key and target digest a later run compares (empty when unknown)."""
     try:
-        render_key, app_digest = rt.fingerprint(rt.fleet().target(app_name, cluster_name))
+        return rt.fingerprint(rt.fleet().target(app_name, cluster_name))
     except ReconcilerError:
-        return {}
-    return {"render_key": render_key, "app_digest": app_digest}
+        return "", ""
 
 
 def _circuit_dict(circuit: Circuit) -> dict[str, Any]:

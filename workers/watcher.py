@@ -65,7 +65,13 @@ from reconciler.source import default_cache_dir
 from reconciler.store import connect
 from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
-from reconciler.store.live import ClusterLeases, LiveChanges, WatcherMembers, WatchStreams
+from reconciler.store.live import (
+    ClusterLeases,
+    LiveChanges,
+    WatcherMembers,
+    WatchStreams,
+    gates,
+)
 from reconciler.store.pending import WatchQueue
 from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
@@ -445,22 +451,15 @@ class Watcher:
 
     def _queue_checks(self) -> None:
         """Queue a check of each changed target, unless it is already known or running."""
-        targets = list(self.pending)
-        pipe = self.client.pipeline(transaction=False)
-        for app, cluster in targets:
-            pipe.hget(self.keys.status_index(), self.keys.target_field(app, cluster))
-            pipe.exists(self.keys.lock(app, cluster))
-        answers = pipe.execute()
+        found = gates(self.client, self.keys, list(self.pending))
         fleet = self.fleet.get()
         suspended = Suspensions(self.client, self.keys)
         label = route_label()
-        for index, (app, cluster) in enumerate(targets):
-            raw, locked = answers[2 * index], answers[2 * index + 1]
-            if locked:
+        for (app, cluster), gate in found.items():
+            if gate.running:
                 continue  # a run is on it: look again once it has recorded what it saw
             rv = self.pending.pop((app, cluster))
-            observed = _observed(raw)
-            if observed is not None and observed >= rv:
+            if gate.observed_rv is not None and gate.observed_rv >= rv:
                 continue  # the last outcome already saw this change (our own apply)
             try:
                 application = fleet.application(app)
@@ -479,16 +478,6 @@ class Watcher:
                                  task_id=task_id)  # fmt: skip
             log.info("watcher: %s/%s changed at resourceVersion %d; check queued", app,
                      cluster, rv)  # fmt: skip
-
-
-def _observed(raw: bytes | str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw).get("observed_rv")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ since what that run observed (``Unchanged``).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -178,3 +179,40 @@ class LiveChanges:
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
+
+
+@dataclass(frozen=True)
+class TargetGate:
+    """What decides whether a change the watcher saw needs a check of its target."""
+
+    #: The newest resourceVersion the target's last outcome observed (None: unknown).
+    observed_rv: int | None
+    #: A run holds the target's lock now.
+    running: bool
+
+
+def gates(client: redis.Redis, keys: Keys, targets: Iterable[tuple[str, str]]
+          ) -> dict[tuple[str, str], TargetGate]:  # fmt: skip
+    """For each (application, cluster): its last observation and whether a run holds it,
+    in one round trip."""
+    wanted = list(targets)
+    pipe = client.pipeline(transaction=False)
+    for app, cluster in wanted:
+        pipe.hget(keys.status_index(), keys.target_field(app, cluster))
+        pipe.exists(keys.lock(app, cluster))
+    answers = pipe.execute()
+    found: dict[tuple[str, str], TargetGate] = {}
+    for index, target in enumerate(wanted):
+        raw, locked = answers[2 * index], answers[2 * index + 1]
+        found[target] = TargetGate(_observed(raw), bool(locked))
+    return found
+
+
+def _observed(raw: bytes | str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw).get("observed_rv")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from reconciler.model import Action
+from reconciler.outcome import Outcome
 from reconciler.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -129,12 +130,13 @@ class Records:
         self.keys = keys
         self.history_limit = history_limit
 
-    def record(self, outcome: Mapping[str, Any]) -> None:
-        """Store one finished reconcile: status entry and history head, atomically."""
-        for name in ("application", "cluster"):
-            if not isinstance(outcome.get(name), str):
-                raise ValueError(f"an outcome needs a string {name!r}, got {outcome.get(name)!r}")
-        app, cluster = outcome["application"], outcome["cluster"]
+    def record(self, run: Outcome) -> dict[str, Any]:
+        """Store one finished reconcile: status entry and history head, atomically.
+
+        Returns the outcome as it was stored (the history entry's JSON form).
+        """
+        outcome = run.to_dict()
+        app, cluster = run.application, run.cluster
         history = self.keys.history(app, cluster)
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(
@@ -142,9 +144,10 @@ class Records:
             self.keys.target_field(app, cluster),
             _dumps(summarize(outcome)),
         )
-        pipe.lpush(history, _dumps(dict(outcome)))
+        pipe.lpush(history, _dumps(outcome))
         pipe.ltrim(history, 0, self.history_limit - 1)
         pipe.execute()
+        return outcome
 
     def entry(self, app: str, cluster: str) -> dict[str, Any] | None:
         """The status entry of one target (None when it has none)."""

@@ -253,12 +253,12 @@ def recorded_runs(world: World, redis_url: str, prefix: str) -> None:
         for cluster in ("sim-2", "sim-1"):
             good = world.engine.reconcile(the_fleet.target(world.namespace, cluster))
             assert good.sync.value == "Synced", good.errors
-            records.record(good.to_dict())
+            records.record(good)
         world.repo.write("app/pre.yaml", pre_sync(2, fail=True))
         world.repo.commit("a migration that fails")
         bad = world.engine.reconcile(the_fleet.target(world.namespace, "sim-1"))
         assert bad.reason == "HookFailed", bad
-        records.record(bad.to_dict())
+        records.record(bad)
     finally:
         client.close()
 

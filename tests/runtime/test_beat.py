@@ -14,6 +14,7 @@ from redbeat.schedulers import ensure_conf, get_redis
 
 from beat.scheduler import entry_name, forget_departed_targets, jitter_fraction, sync_schedule
 from reconciler.fleet import Fleet, parse_fleet
+from reconciler.outcome import Outcome
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from workers.app import settings
@@ -86,8 +87,9 @@ def test_targets_that_left_the_fleet_are_forgotten(
     keys = Keys(redis_prefix)
     records = Records(client, keys)
     for app in ("a", "gone"):
-        records.record({"application": app, "cluster": "c1", "sync": "Synced", "health": "Healthy",
-                        "started": "2026-01-01T00:00:00Z", "duration": 0.1})  # fmt: skip
+        records.record(Outcome.from_dict({"application": app, "cluster": "c1", "sync": "Synced",
+                                          "health": "Healthy", "started": "2026-01-01T00:00:00Z",
+                                          "duration": 0.1}))  # fmt: skip
     assert forget_departed_targets(client, keys, fleet(tmp_path, {"a": "30s"})) == 1
     assert [e["application"] for e in records.status()] == ["a"]
     assert records.history("gone", "c1") == []

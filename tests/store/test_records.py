@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from reconciler.errors import ConfigError
+from reconciler.outcome import Outcome
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 
@@ -24,7 +25,7 @@ def records(client: redis.Redis, redis_prefix: str) -> Records:
     return Records(client, Keys(redis_prefix))
 
 
-def outcome(app: str = "web", cluster: str = "prod", **fields: Any) -> dict[str, Any]:
+def outcome(app: str = "web", cluster: str = "prod", **fields: Any) -> Outcome:
     """An outcome as the engine produces it, with ``fields`` replaced."""
     base: dict[str, Any] = {
         "application": app,
@@ -51,7 +52,7 @@ def outcome(app: str = "web", cluster: str = "prod", **fields: Any) -> dict[str,
         "retryable": False,
     }
     base.update(fields)
-    return base
+    return Outcome.from_dict(base)
 
 
 def test_drift_left_by_a_run_that_did_not_sync_is_counted(records: Records) -> None:
@@ -140,7 +141,7 @@ def test_history_is_capped_and_newest_first(records: Records) -> None:
     assert [h["duration"] for h in everything] == [float(run) for run in range(104, 4, -1)]
     assert len(records.history("web", "prod")) == 20
     assert records.history("web", "prod", n=0) == []
-    assert everything[0] == outcome(duration=104.0)  # the whole outcome, unchanged
+    assert everything[0] == outcome(duration=104.0).to_dict()  # the whole outcome, unchanged
 
 
 def test_history_limit_is_configurable(client: redis.Redis, redis_prefix: str) -> None:
@@ -182,8 +183,8 @@ def test_unreadable_entries_are_skipped(records: Records, client: redis.Redis) -
 
 
 def test_outcomes_must_name_a_valid_target(records: Records) -> None:
-    with pytest.raises(ValueError, match="application"):
-        records.record({"cluster": "prod"})
+    with pytest.raises(ConfigError, match="application name must be a DNS-1123"):
+        records.record(outcome(""))
     with pytest.raises(ConfigError, match="DNS-1123"):
         records.record(outcome("Web"))
     assert records.status() == []
