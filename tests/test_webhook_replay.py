@@ -24,6 +24,7 @@ import redis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from reconciler.store.deliveries import WebhookDeliveries
 from reconciler.store.keys import Keys
 from reconciler.webhook import (
     PushEvent,
@@ -167,6 +168,19 @@ def test_a_push_without_a_commit_is_deduplicated_briefly(
     pushes = list(client.scan_iter(match=f"{redis_prefix}webhook-push:*"))
     assert len(pushes) == 1
     assert 0 < client.pttl(pushes[0]) <= 10_000  # "the ref moved" again soon is news
+    # Its fan-outs carry the claim; the first to start settles it (it resolves afresh),
+    # and the next move of the ref is queued again rather than taken for a replay.
+    [token] = set(recorder.settles)
+    assert token is not None and pushes[0].decode().endswith(token)
+    WebhookDeliveries(client, Keys(redis_prefix)).settle(token)
+    [(status, _, _)] = send_all(build(), [plain(push, request_id="after")])
+    assert status == 202 and recorder.calls == PLAIN_MATCHING * 2
+
+
+def test_a_push_naming_its_commit_has_nothing_to_settle(build: Any, recorder: Recorder) -> None:
+    push = {"repo": "https://github.com/Acme/Platform-Apps.git", "ref": "main", "commit": COMMIT}
+    send_all(build(), [plain(push, request_id="one")])
+    assert recorder.settles and set(recorder.settles) == {None}
 
 
 def test_every_bad_signature_is_refused_under_replay(build: Any, recorder: Recorder) -> None:

@@ -91,11 +91,14 @@ class Recorder:
 
     calls: list[str] = field(default_factory=list)
     error: Exception | None = None
+    #: The claim each call carried for its fan-out to settle (None: the push named a commit).
+    settles: list[str | None] = field(default_factory=list)
 
-    def __call__(self, app_name: str) -> str:
+    def __call__(self, app_name: str, settle: str | None = None) -> str:
         if self.error is not None:
             raise self.error
         self.calls.append(app_name)
+        self.settles.append(settle)
         return f"task-{app_name}-{len(self.calls)}"
 
 

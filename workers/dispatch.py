@@ -41,6 +41,7 @@ def enqueue_app(
     revision: str | None = None,
     prune: bool | None = None,
     dry_run: bool = False,
+    settle: str | None = None,
 ) -> AsyncResult:
     """Send ``reconcile_app``; forced and webhook triggers go to the forced queue.
 
@@ -55,6 +56,8 @@ def enqueue_app(
         kwargs["prune"] = prune
     if dry_run:
         kwargs["dry_run"] = True
+    if settle:
+        kwargs["settle"] = settle
     return app.send_task(
         "reconciler.reconcile_app",
         args=(app_name, trigger.value),

@@ -18,6 +18,7 @@ Arguments are identifiers only: application and cluster names, the trigger, a co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -38,6 +39,7 @@ from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.settings import load as load_settings
 from reconciler.store import connect
 from reconciler.store.breaker import Breakers, Circuit
+from reconciler.store.deliveries import WebhookDeliveries
 from reconciler.store.heartbeat import (
     AppliedDeliveries,
     DeliveryOwners,
@@ -180,6 +182,7 @@ def reconcile_app(
     revision: str | None = None,
     prune: bool | None = None,
     dry_run: bool = False,
+    settle: str | None = None,
 ) -> dict[str, Any]:
     """Resolve and render once, then queue one target task per matching cluster.
 
@@ -189,6 +192,9 @@ def reconcile_app(
     """
     rt = runtime()
     kind = Trigger(trigger)
+    if settle:
+        # Queued by a push that named no commit: later pushes must queue again from now.
+        WebhookDeliveries(rt.client, rt.keys).settle(settle)
     fleet = rt.fleet()
     try:
         application = fleet.application(app_name)
@@ -496,6 +502,11 @@ def _run(
             source = target.app.source
             revision = rt.resolve(dataclasses.replace(source, revision=ref) if ref else source,
                                   fresh=False)  # fmt: skip
+        elif kind is Trigger.WEBHOOK and not ref:
+            # A later push may have moved the ref since this run was queued (its fan-out
+            # joined this waiting run): apply the newest commit resolved, not the queued.
+            with contextlib.suppress(ReconcilerError):
+                revision = rt.resolve(target.app.source, fresh=False)
         # Waves and hooks wait within the task's time limit; past it, the run stops as
         # retryable and the next one goes on from the waves already Healthy.
         deadline = time.monotonic() + SOFT_TIME_LIMIT - RUN_MARGIN

@@ -167,11 +167,14 @@ class WebhookSecrets:
         return [name for name, secret in named.items() if secret]
 
 
-def _default_enqueue(app_name: str) -> str:
-    """Queue a forced, fresh ``reconcile_app``: a push means the cached revision is stale."""
+def _default_enqueue(app_name: str, settle: str | None = None) -> str:
+    """Queue a forced, fresh ``reconcile_app``: a push means the cached revision is stale.
+
+    ``settle``: the claim of a push without a commit, released when the fan-out starts.
+    """
     from workers.dispatch import enqueue_app  # noqa: PLC0415 - Celery only when used
 
-    return str(enqueue_app(app_name, trigger=Trigger.WEBHOOK, fresh=True).id)
+    return str(enqueue_app(app_name, trigger=Trigger.WEBHOOK, fresh=True, settle=settle).id)
 
 
 # --------------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ class _Deliveries:
         client: redis.Redis,
         keys: Keys,
         secrets: WebhookSecrets,
-        enqueue: Callable[[str], str],
+        enqueue: Callable[[str, str | None], str],
         replay_window: float,
     ) -> None:
         self.fleet = fleet
@@ -289,7 +292,9 @@ class _Deliveries:
             matched = matching_applications(fleet, event)
             suspended = self._suspended(fleet, matched)
             wanted = [name for name in matched if name not in suspended]
-            tasks = {name: self.enqueue(name) for name in wanted}
+            # A push without a commit is claimed only until its fan-out starts.
+            settle = None if event.commit else WebhookDeliveries.token(identity)
+            tasks = {name: self.enqueue(name, settle) for name in wanted}
         except (redis.RedisError, OSError) as exc:
             # Forget the claim so the provider's redelivery queues it again: a task
             # queued twice is harmless (forced syncs of a target are joined), a lost
@@ -643,7 +648,7 @@ def make_app(
     client: redis.Redis,
     keys: Keys,
     secrets: WebhookSecrets,
-    enqueue: Callable[[str], str] | None = None,
+    enqueue: Callable[[str, str | None], str] | None = None,
     metrics_at: tuple[str, int] | None = None,
     rate_limit: int | None = None,
     replay_window: float | None = None,

@@ -10,7 +10,9 @@ round trip, no interleaving between servers):
   same push under any other delivery id is a duplicate too.
 
 A claim that could not be acted on (the broker was down) is released, so the provider's
-redelivery queues it after all.
+redelivery queues it after all.  A push that names no commit ("the ref moved") says
+nothing about which move: its claim lasts only until a fan-out it queued starts (which
+resolves the ref afresh), so a second move after that is queued again, not dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from enum import StrEnum
 
 import redis
 
-from reconciler.store.keys import Keys
+from reconciler.store.keys import Keys, digest
 
 #: KEYS[1] the push key; KEYS[2] the delivery key, when the delivery has an id.
 #: ARGV[1] milliseconds the push is remembered; ARGV[2] milliseconds the delivery is.
@@ -73,6 +75,16 @@ class WebhookDeliveries:
     def release(self, push: str, delivery: str | None) -> None:
         """Forget a claim whose reconciles could not be queued."""
         self.client.delete(*self._names(push, delivery))
+
+    @staticmethod
+    def token(push: str) -> str:
+        """The claim of ``push`` as a fan-out task may carry it: a hash, nothing readable."""
+        return digest(push)
+
+    def settle(self, token: str) -> None:
+        """A fan-out a push without a commit queued has started: its fresh resolve sees
+        every move of the ref up to now, and a later push must queue another."""
+        self.client.delete(self.keys.webhook_push_token(token))
 
 
 def _ms(seconds: float) -> int:

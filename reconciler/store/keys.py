@@ -273,7 +273,13 @@ class Keys:
     def webhook_push(self, identity: str) -> str:
         """String: set while a push (repository, ref, commit) counts as queued, so the same
         push under another delivery id queues nothing.  ``identity`` is hashed."""
-        return f"{self.prefix}webhook-push:{digest(identity)}"
+        return self.webhook_push_token(digest(identity))
+
+    def webhook_push_token(self, token: str) -> str:
+        """``webhook_push`` by the hash of the identity (what a fan-out task is given)."""
+        if not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise ConfigError(f"{token!r} is not a push token")
+        return f"{self.prefix}webhook-push:{token}"
 
     def redbeat(self) -> str:
         """Key prefix for RedBeat's schedule entries (its ``redbeat_key_prefix``)."""

@@ -236,6 +236,16 @@ def test_webhook_push_is_applied_at_once(stack: Stack) -> None:
                              health=None)  # fmt: skip
     assert {rows[(app, c)]["trigger"] for c in ("sim-1", "sim-3")} == {"webhook"}
     assert stack.configmap("sim-2", app) is None
+
+    # The ref moves again at once: a push without a commit is not a replay of the last
+    # one once that one's fan-out has started, and the newest commit is what lands.
+    stack.write_app(app, value="again", deployment=False)
+    again = stack.repo.commit("push again")
+    answer = requests.post(f"{url}/hooks/git", data=body, timeout=10,
+                           headers={**headers, "X-Reconciler-Token": token})  # fmt: skip
+    assert answer.status_code == 202, answer.text
+    stack.wait_synced([(app, "sim-1"), (app, "sim-3")], commit=again, timeout=20, health=None)
+    assert stack.configmap("sim-1", app) == {"key": "again"}
     assert token not in tail_all(stack)
 
 
