@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.engine import Engine, Options, Renderer, RenderInput
+from reconciler.engine import Engine, GitRenderer, Options, Renderer, RenderInput
 from reconciler.fleet import Fleet, parse_fleet
 from reconciler.kube import ClientFactory
 from reconciler.model import SyncStatus
@@ -379,11 +379,11 @@ def bench_source(
         warm = Engine(source=git, clients=ClientFactory(cache_dir=work / f"warm-{source}"))
         spec = warm.render_input(target, warm.client(target))
         started = time.perf_counter()
-        objects = len(warm.render_from_git(spec, commit))
+        objects = len(GitRenderer(warm.source)(spec, commit))
         first_render = time.perf_counter() - started
 
         engine = Engine(source=git, clients=ClientFactory(cache_dir=work / f"kube-{source}"))
-        timed = TimedRenderer(engine.render_from_git)
+        timed = TimedRenderer(GitRenderer(engine.source))
         engine.objects = timed
         options = Options(revision=commit)
 

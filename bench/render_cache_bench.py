@@ -190,7 +190,7 @@ def report(results: list[AppResult], *, clusters: int, rounds: int, redis_kind: 
               f"{_ms(hit.wall):>9}/{_ms(hit.cpu):<6} {_ms(r.bare.wall):>16} "
               f"{_ms(r.inputs.wall):>13} {size:>6} B")  # fmt: skip
     print("  (medians; 'renders' = misses over all rounds; 'render alone' = "
-          "Engine.render_from_git with no cache)")  # fmt: skip
+          "GitRenderer with no cache)")  # fmt: skip
     for r in results:
         print(f"  {r.source:8} first render in this process (before timing): "
               f"{r.first_render * 1000:.1f} ms wall")  # fmt: skip

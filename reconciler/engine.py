@@ -276,8 +276,9 @@ class Engine:
             # 4. Plan, pure: drift, what to refuse, write, prune and run.  It needs who
             #    owns the live copy of each desired object, and for a Namespace it may
             #    prune, which other applications have objects in it.
+            namespaces: dict[str, bool] = {}  # existence, learnt once per run
             with _stage(Reason.LIVE_STATE_FAILED):
-                live += self._read_unowned(kube, desired, live)
+                live += self._read_unowned(kube, desired, live, namespaces)
                 neighbours = self._read_neighbours(kube, app.name, desired, live)
             applied.objects = {ObjectKey.of(o): o for o in live}
             with _stage(Reason.RENDER_FAILED):
@@ -296,7 +297,8 @@ class Engine:
             if the_plan.sync and not options.dry_run:
                 executed = True
                 try:
-                    self._sync(kube, target, the_plan, inventory, options, outcome, applied)
+                    self._sync(kube, target, the_plan, inventory, options, outcome, applied,
+                               namespaces)  # fmt: skip
                 finally:
                     _note_adopted(outcome, the_plan)
         except _Stop as stop:
@@ -401,13 +403,19 @@ class Engine:
         return live
 
     def _read_unowned(
-        self, kube: KubeClient, desired: Sequence[Manifest], live: Sequence[Manifest]
+        self,
+        kube: KubeClient,
+        desired: Sequence[Manifest],
+        live: Sequence[Manifest],
+        namespaces: dict[str, bool],
     ) -> list[Manifest]:
         """The live copy of each desired object not listed as this application's.
 
         Whoever owns it, the plan must see it: to refuse another application's object, or
-        to adopt one nobody owns.  A first sync pays one read per object; later runs find
-        their objects in the owned lists and pay nothing.
+        to adopt one nobody owns.  Nothing can exist in a namespace that does not: a
+        first sync into a new namespace pays one read (the namespace's), not one per
+        object; later runs find their objects in the owned lists and pay nothing.
+        ``namespaces`` collects what was learnt, for the sync's namespace stage.
         """
         listed = {ObjectKey.of(o) for o in live}
         found: list[Manifest] = []
@@ -417,6 +425,8 @@ class Engine:
                 continue
             if kube.kind(key.group, key.kind) is None:
                 continue  # a kind this very run creates: nothing of it exists yet
+            if key.namespace and not _namespace_exists(kube, key.namespace, namespaces):
+                continue
             copy = kube.get(key.group, key.kind, key.namespace, key.name)
             if copy is not None:
                 copy.setdefault("apiVersion", obj["apiVersion"])
@@ -451,6 +461,7 @@ class Engine:
         options: Options,
         outcome: Outcome,
         applied: _Applied,
+        namespaces: dict[str, bool],
     ) -> None:
         """Execute a plan, stage by stage; a failing stage raises ``_Stop``.
 
@@ -466,7 +477,7 @@ class Engine:
         )
         hooks = _Hooks(self, kube, the_plan, options, outcome, sync.wave_timeout_seconds)
         with _stage(Reason.NAMESPACE_MISSING):
-            self._ensure_namespaces(kube, target, the_plan, run_hooks, outcome)
+            self._ensure_namespaces(kube, target, the_plan, run_hooks, outcome, namespaces)
         # Stage one: Namespaces and CRDs, dry-run then applied, CRDs Established.
         stage_one = _dry_run(kube, the_plan.scaffolding, the_plan, applied, force=sync.force)
         with _stage(Reason.APPLY_FAILED):
@@ -510,7 +521,13 @@ class Engine:
             raise
 
     def _ensure_namespaces(
-        self, kube: KubeClient, target: Target, the_plan: Plan, run_hooks: bool, outcome: Outcome
+        self,
+        kube: KubeClient,
+        target: Target,
+        the_plan: Plan,
+        run_hooks: bool,
+        outcome: Outcome,
+        namespaces: dict[str, bool],
     ) -> None:
         """Namespaces the writes and hooks go to must exist, be declared, or be created."""
         declared = {ObjectKey.of(o).name for o in the_plan.resources if o["kind"] == "Namespace"}
@@ -520,7 +537,7 @@ class Engine:
             objs.extend(h.manifest for wave in the_plan.waves for h in wave.hooks)
         needed = sorted({ObjectKey.of(o).namespace for o in objs} - declared - {""})
         for name in needed:
-            if kube.get("", "Namespace", "", name) is not None:
+            if _namespace_exists(kube, name, namespaces):
                 continue
             if not target.app.sync.create_namespace:
                 raise _Stop(Reason.NAMESPACE_MISSING, [Problem(
@@ -528,6 +545,7 @@ class Engine:
                     "declared in Git, and sync.createNamespace is false", False)])  # fmt: skip
             manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
             kube.apply(manifest)
+            namespaces[name] = True
             outcome.changes.append(Change(f"Namespace/{name}", Action.CREATED, "createNamespace"))
 
     def _apply_one(
@@ -801,6 +819,13 @@ def write_system_configmap(kube: KubeClient, manifest: Manifest) -> None:
             raise
         kube.apply(inv.namespace_manifest())
         kube.apply(manifest, force=True)
+
+
+def _namespace_exists(kube: KubeClient, name: str, known: dict[str, bool]) -> bool:
+    """Whether namespace ``name`` exists: asked of the cluster once per run."""
+    if name not in known:
+        known[name] = kube.get("", "Namespace", "", name) is not None
+    return known[name]
 
 
 def _dry_run(
