@@ -38,7 +38,7 @@ from reconciler.source import GitSource, default_cache_dir
 from reconciler.store import connect
 from reconciler.store.cache import ForcedSyncs, RenderCache, RevisionCache, has_redacted
 from reconciler.store.keys import Keys
-from reconciler.store.live import LiveChanges, WatchStreams
+from reconciler.store.live import quiet_inputs
 from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
@@ -198,27 +198,30 @@ class Runtime:
         the watcher's (it keeps the status entry's health live).
         """
         app, cluster = target.app.name, target.cluster.name
-        last = self.records.entry(app, cluster)
+        found = quiet_inputs(self.client, self.keys, app, cluster)
+        last = found.last
         if last is None or last.get("sync") != SyncStatus.SYNCED.value:
             return None
         observed = last.get("observed_rv")
         if not isinstance(observed, int) or last.get("revision") != commit:
             return None
-        runs = int(last.get("unchanged_runs") or 0)
+        runs = int(str(last.get("unchanged_runs") or 0))
         if runs + 1 >= load_settings().full_compare_every:
             return None
-        stream = WatchStreams(self.client, self.keys, ttl=0).get(cluster)
-        if stream is None or stream.since > _epoch(last.get("started")):
+        if found.stream is None or found.stream.since > _epoch(last.get("started")):
             return None
-        if LiveChanges(self.client, self.keys).last(app, cluster) > observed:
+        if found.last_change > observed:
             return None
         if (last.get("render_key"), last.get("app_digest")) != self.fingerprint(target):
             return None
+        health = str(last.get("health") or "")
+        known = health in {h.value for h in Health}
         return Outcome(application=app, cluster=cluster, trigger=trigger.value,
                        started=timestamp(datetime.now(UTC)), revision=commit,
-                       sync=SyncStatus.SYNCED, health=Health(last.get("health") or "Unknown"),
-                       observed_rv=observed, checked="watch", render_key=last["render_key"],
-                       app_digest=last["app_digest"], unchanged_runs=runs + 1)  # fmt: skip
+                       sync=SyncStatus.SYNCED, health=Health(health) if known else Health.UNKNOWN,
+                       observed_rv=observed, checked="watch",
+                       render_key=str(last["render_key"]), app_digest=str(last["app_digest"]),
+                       unchanged_runs=runs + 1)  # fmt: skip
 
 def _epoch(value: object) -> float:
     """Epoch seconds of an RFC 3339 time; 0 when unreadable (so nothing is trusted)."""

@@ -223,16 +223,19 @@ def reconcile_app(
     own_options = bool(revision) or prune is not None or dry_run
     label = route_label()
     sent = []
-    for cluster in targets:
-        task_id = str(uuid.uuid4())
+    task_ids = [str(uuid.uuid4()) for _ in targets]
+    # A scheduled fan-out claims every target's mark in one round trip.
+    claimed = ([True] * len(targets) if forced else
+               ScheduledRuns(rt.client, rt.keys).claim_many(
+                   app_name, [c.name for c in targets], task_ids=task_ids,
+                   ttl=SCHEDULED_MARK_TTL))  # fmt: skip
+    for cluster, task_id, free in zip(targets, task_ids, claimed, strict=True):
         if forced and not own_options:
             waiting = rt.forced.claim(app_name, cluster.name, task_id=task_id, ttl=FORCED_MARK_TTL)
             if waiting is not None:
                 sent.append({"cluster": cluster.name, "task_id": waiting, "queued": False})
                 continue
-        if not forced and not ScheduledRuns(rt.client, rt.keys).claim(
-            app_name, cluster.name, task_id=task_id, ttl=SCHEDULED_MARK_TTL
-        ):
+        if not free:
             # The previous interval's run of this target still waits: one is enough.
             sent.append({"cluster": cluster.name, "task_id": None, "queued": False})
             continue
@@ -353,7 +356,8 @@ def reconcile_target(
                      if kind is Trigger.SCHEDULE and revision and plain else None)  # fmt: skip
             if quiet is not None:
                 # The watcher vouches that nothing changed: recorded without a request.
-                breakers.record(cluster_name, token, None)
+                if admission.probe:
+                    breakers.record(cluster_name, token, None)  # a probe that did not run
                 scheduled.started(app_name, cluster_name)
                 quiet.attempt, quiet.task_id = attempt + 1, self.request.id
                 stored = rt.records.record(quiet)

@@ -142,12 +142,7 @@ class WatchStreams:
         self.client.delete(self.keys.watch_stream(cluster))
 
     def get(self, cluster: str) -> Stream | None:
-        found = self.client.hgetall(self.keys.watch_stream(cluster))
-        values = {_text(k): _text(v) for k, v in found.items()}
-        try:
-            return Stream(holder=values["holder"], since=float(values["since"]))
-        except (KeyError, ValueError):
-            return None
+        return _stream(self.client.hgetall(self.keys.watch_stream(cluster)))
 
 
 class LiveChanges:
@@ -169,15 +164,28 @@ class LiveChanges:
 
     def last(self, app: str, cluster: str) -> int:
         """The last change's resourceVersion (0 when none was seen)."""
-        value = self.client.hget(self.keys.live_changed(), self.keys.target_field(app, cluster))
-        try:
-            return int(_text(value)) if value is not None else 0
-        except ValueError:
-            return 0
+        return _version(
+            self.client.hget(self.keys.live_changed(), self.keys.target_field(app, cluster))
+        )
 
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _stream(found: Mapping[bytes | str, bytes | str] | None) -> Stream | None:
+    values = {_text(k): _text(v) for k, v in (found or {}).items()}
+    try:
+        return Stream(holder=values["holder"], since=float(values["since"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _version(value: bytes | str | None) -> int:
+    try:
+        return int(_text(value)) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 
@@ -208,11 +216,40 @@ def gates(client: redis.Redis, keys: Keys, targets: Iterable[tuple[str, str]]
     return found
 
 
-def _observed(raw: bytes | str | None) -> int | None:
+def _entry(raw: bytes | str | None) -> dict[str, object] | None:
+    """A status entry's JSON (None when missing or unreadable)."""
     if raw is None:
         return None
     try:
-        value = json.loads(raw).get("observed_rv")
-    except (ValueError, AttributeError):
+        decoded = json.loads(raw)
+    except ValueError:
         return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def _observed(raw: bytes | str | None) -> int | None:
+    value = (_entry(raw) or {}).get("observed_rv")
     return value if isinstance(value, int) else None
+
+
+@dataclass(frozen=True)
+class QuietInputs:
+    """What decides whether a scheduled run may skip the cluster read, read at once."""
+
+    #: The target's status entry (None: it has none).
+    last: dict[str, object] | None
+    #: The cluster's watch (None: nobody watches it now).
+    stream: Stream | None
+    #: The resourceVersion of the last change the watcher saw to the target (0: none).
+    last_change: int
+
+
+def quiet_inputs(client: redis.Redis, keys: Keys, app: str, cluster: str) -> QuietInputs:
+    """The status entry, the cluster's watch and the target's last change: one round trip."""
+    field = keys.target_field(app, cluster)
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(keys.status_index(), field)
+    pipe.hgetall(keys.watch_stream(cluster))
+    pipe.hget(keys.live_changed(), field)
+    raw, stream, change = pipe.execute()
+    return QuietInputs(_entry(raw), _stream(stream), _version(change))

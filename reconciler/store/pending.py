@@ -26,6 +26,15 @@ class ScheduledRuns:
         key = self.keys.scheduled_pending(app, cluster)
         return bool(self.client.set(key, task_id, nx=True, px=max(1, round(ttl * 1000))))
 
+    def claim_many(self, app: str, clusters: list[str], *, task_ids: list[str],
+                   ttl: float) -> list[bool]:  # fmt: skip
+        """``claim`` for each of an application's clusters, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for cluster, task_id in zip(clusters, task_ids, strict=True):
+            pipe.set(self.keys.scheduled_pending(app, cluster), task_id, nx=True,
+                     px=max(1, round(ttl * 1000)))  # fmt: skip
+        return [bool(done) for done in pipe.execute()]
+
     def started(self, app: str, cluster: str) -> None:
         """The waiting scheduled run started (or ended): the next interval may queue one."""
         self.client.delete(self.keys.scheduled_pending(app, cluster))
