@@ -686,7 +686,11 @@ def main() -> int:
         action="store_true",
         help="one more no-change pass with the pool processes under cProfile",
     )
+    parser.add_argument("--profile-first", action="store_true",
+                        help="the first full sync with the pool processes under cProfile "
+                        "(instead of the extra no-change pass)")  # fmt: skip
     args = parser.parse_args()
+    args.profile = args.profile or args.profile_first
     if args.apps < 1 or args.clusters < 1 or args.passes < 1 or args.concurrency < 1:
         parser.error("--apps, --clusters, --passes and --concurrency are at least 1")
     targets = args.apps * args.clusters
@@ -757,7 +761,11 @@ def main() -> int:
             wait_for_worker(worker)
 
             memory["before"] = used_memory(client)
+            if args.profile_first:
+                (profile_dir / PROFILE_MARK).touch()
             ours.append(fleet.run_pass("first full sync"))
+            if args.profile_first:
+                (profile_dir / PROFILE_MARK).unlink()
             memory["first"] = used_memory(client)
             rss["first"] = rss_of(children.family(worker))
             print(f"  ours: {ours[-1].name}: {ours[-1].seconds:.2f} s", flush=True)
@@ -770,7 +778,7 @@ def main() -> int:
             rss["processes"] = len(children.family(worker))
             sizes = key_sizes(client, keys, sample or spread(args.apps, args.clusters, 20),
                               targets)  # fmt: skip
-            if args.profile:
+            if args.profile and not args.profile_first:
                 (profile_dir / PROFILE_MARK).touch()
                 time.sleep(BETWEEN_PASSES)
                 profiled = fleet.run_pass("no-change pass under cProfile")

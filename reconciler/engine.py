@@ -395,12 +395,9 @@ class Engine:
         """One list per kind the target has or had, by ownership labels."""
         kinds = {(group_of(str(o["apiVersion"])), str(o["kind"])) for o in desired}
         kinds |= {(e.key.group, e.key.kind) for e in inventory.entries}
-        live: list[Manifest] = []
-        for group, kind in sorted(kinds):
-            if kube.kind(group, kind) is None:
-                continue  # not served (yet): a CRD of this very run, or a deleted one
-            live.extend(kube.list_owned(group, kind, app))
-        return live
+        # Not served (yet): a CRD of this very run, or a deleted one: nothing to list.
+        served = [(group, kind) for group, kind in sorted(kinds) if kube.kind(group, kind)]
+        return [obj for found in kube.list_owned_all(served, app) for obj in found]
 
     def _read_unowned(
         self,
@@ -839,10 +836,13 @@ def _dry_run(
     rejected: list[Problem] = []
     unchanged: dict[ObjectKey, str] = {}
     replace: dict[ObjectKey, str] = {}
-    for obj in objs:
+    # Every dry-run at once (they change nothing), judged in order as if one by one.
+    for obj, answer in zip(objs, kube.apply_all(objs, dry_run=True, force=force), strict=True):
         key = ObjectKey.of(obj)
         try:
-            dry = kube.apply(obj, dry_run=True, force=force)
+            if isinstance(answer, ReconcilerError):
+                raise answer
+            dry = answer
         except ClusterUnavailable as exc:
             raise _Stop(Reason.DRY_RUN_REJECTED, [Problem(str(exc), True, str(key))]) from exc
         except Invalid as exc:

@@ -12,13 +12,15 @@ credentials of the kubeconfig never appear in messages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +44,7 @@ from reconciler.errors import (
     Conflict,
     Invalid,
     NotFound,
+    ReconcilerError,
 )
 from reconciler.model import (
     APP_LABEL,
@@ -52,11 +55,14 @@ from reconciler.model import (
     ObjectKey,
     group_of,
 )
+from reconciler.yamlio import load_documents
 
 T = TypeVar("T")
 
 #: (connect, read) seconds for every request; a slow cluster must not hold a worker forever.
 DEFAULT_TIMEOUT = (5.0, 30.0)
+#: Requests of one step (a wave's dry-runs, one list per kind) in flight at once.
+OVERLAP = 6
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ class KubeClient:
         api_client: k8s.ApiClient,
         cache_dir: Path,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self.name = name
         self.api_client = api_client
@@ -160,6 +167,8 @@ class KubeClient:
         self._kinds: dict[tuple[str, str], Kind | None] = {}
         self._versions: tuple[str | None, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
+        #: Threads the requests of one step share (``apply_all``); None: one at a time.
+        self._pool = pool
 
     def stream_settings(self) -> StreamSettings:
         """Where and how to open a long-lived request (a watch) with another HTTP client.
@@ -273,6 +282,51 @@ class KubeClient:
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
+
+    def list_owned_all(self, kinds: Sequence[tuple[str, str]], app: str) -> list[list[Manifest]]:
+        """``list_owned`` of each kind, the requests overlapping; results in order.
+
+        The first error is raised once every request has ended.
+        """
+        calls = [functools.partial(self.list_owned, group, kind, app) for group, kind in kinds]
+        results = self._overlap(calls)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    def apply_all(
+        self, objs: Sequence[Manifest], *, dry_run: bool = False, force: bool = False
+    ) -> list[Manifest | ReconcilerError]:
+        """``apply`` of each object, the requests overlapping; in order, each the server's
+        object or the error it raised (a caller judges them one by one, as if in turn)."""
+        calls = [functools.partial(self.apply, obj, dry_run=dry_run, force=force) for obj in objs]
+        results = self._overlap(calls)
+        out: list[Manifest | ReconcilerError] = []
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, ReconcilerError):
+                raise result
+            out.append(result)
+        return out
+
+    def _overlap(self, calls: Sequence[Callable[[], T]]) -> list[T | BaseException]:
+        """Run ``calls`` on the factory's threads (in turn when it has none, or for one)."""
+        if len(calls) < 2 or self._pool is None:
+            results: list[T | BaseException] = []
+            for call in calls:
+                try:
+                    results.append(call())
+                except Exception as exc:  # returned, judged by the caller in order
+                    results.append(exc)
+            return results
+        futures = [self._pool.submit(call) for call in calls]
+        done: list[T | BaseException] = []
+        for future in futures:
+            try:
+                done.append(future.result())
+            except Exception as exc:  # as above
+                done.append(exc)
+        return done
 
     def get(self, group: str, kind: str, namespace: str, name: str) -> Manifest | None:
         """One object, or None when it does not exist."""
@@ -443,11 +497,18 @@ class ClientFactory:
     connection pool, discovery) per reconcile would cost more than the reconcile.
     """
 
-    def __init__(self, *, cache_dir: Path, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, *, cache_dir: Path, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 overlap: int = OVERLAP) -> None:  # fmt: skip
         self.cache_dir = cache_dir
         self.timeout = timeout
         self._clients: dict[tuple[str, str], KubeClient] = {}
+        self._kubeconfigs: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        # One small pool for every cluster: a step's requests (a wave's dry-runs, the
+        # lists of each kind) overlap instead of queueing behind each other.  Made
+        # after a fork, like the clients: threads do not survive one.
+        self._pool = (ThreadPoolExecutor(max_workers=overlap, thread_name_prefix="kube")
+                      if overlap > 1 else None)  # fmt: skip
 
     def for_cluster(self, *, name: str, context: str, kubeconfig: str | None) -> KubeClient:
         """The client of one fleet cluster (its kubeconfig context)."""
@@ -459,9 +520,10 @@ class ClientFactory:
                 return existing
             try:
                 configuration = k8s.Configuration()
-                k8s_config.load_kube_config(
-                    config_file=path, context=context, client_configuration=configuration,
-                    persist_config=False,
+                k8s_config.load_kube_config_from_dict(
+                    config_dict=self._kubeconfig(path), context=context,
+                    client_configuration=configuration, persist_config=False,
+                    temp_file_path=os.path.dirname(path),
                 )  # fmt: skip
             except (ConfigException, OSError, ValueError, TypeError) as exc:
                 raise ConfigError(
@@ -471,10 +533,30 @@ class ClientFactory:
             api_client = k8s.ApiClient(configuration)
             api_client.user_agent = "reconciler"
             created = KubeClient(
-                name=name, api_client=api_client, cache_dir=self.cache_dir, timeout=self.timeout
+                name=name, api_client=api_client, cache_dir=self.cache_dir, timeout=self.timeout,
+                pool=self._pool,
             )
             self._clients[key] = created
             return created
+
+    def _kubeconfig(self, path: str) -> dict[str, Any]:
+        """The kubeconfig at ``path``, parsed once while the file does not change.
+
+        A fleet of a thousand clusters is often one kubeconfig of a thousand contexts:
+        parsing it again for each client would cost the square of the fleet.
+        """
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._kubeconfigs.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        with open(path, "rb") as handle:
+            documents = load_documents(handle.read(), source=path, error=ConfigError)
+        data = documents[0].data if documents else None
+        if not isinstance(data, dict):
+            raise ConfigError(f"kubeconfig {path}: not a mapping")
+        self._kubeconfigs[path] = (stamp, data)
+        return data
 
     def close(self) -> None:
         """Close every client."""
@@ -482,6 +564,8 @@ class ClientFactory:
             for kube in self._clients.values():
                 kube.close()
             self._clients.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def resolve_kubeconfig(kubeconfig: str | None) -> str:
