@@ -145,6 +145,8 @@ class ClusterWatch:
         self.session = session
         self.sink = sink
         self.objects: dict[ObjectKey, _Seen] = {}
+        #: The same objects by application, so a target's health is its objects' alone.
+        self.by_app: dict[str, dict[ObjectKey, _Seen]] = {}
         self.kinds_of: dict[str, set[tuple[str, str]]] = {}
         self.watches: dict[tuple[str, str], asyncio.Task[None]] = {}
         #: When each watch started its first list: it has missed nothing since.
@@ -220,15 +222,15 @@ class ClusterWatch:
         for item in items:
             present.add(self._seen(item, report=not first))
         for key in [k for k in self.objects if (k.group, k.kind) == group_kind]:
-            if key not in present:
-                gone = self.objects.pop(key)
+            gone = self._forget(key) if key not in present else None
+            if gone is not None:
                 self.sink.changed(gone.app, self.name, rv)
                 self._health_of(gone.app)
 
     def _event(self, kind: str, obj: dict[str, Any]) -> None:
         rv = resource_version(obj) or 0
         if kind == "DELETED":
-            gone = self.objects.pop(ObjectKey.of(obj), None)
+            gone = self._forget(ObjectKey.of(obj))
             if gone is not None:
                 self.sink.changed(gone.app, self.name, rv)
                 self._health_of(gone.app)
@@ -243,15 +245,28 @@ class ClusterWatch:
             return key
         seen = _Seen(str(app), spec_hash(obj), health_of(obj))
         previous = self.objects.get(key)
+        if previous is not None and previous.app != seen.app:
+            self._forget(key)  # relabelled to another application
+            self._health_of(previous.app)
         self.objects[key] = seen
+        self.by_app.setdefault(seen.app, {})[key] = seen
         if report and (previous is None or previous.spec != seen.spec):
             self.sink.changed(seen.app, self.name, resource_version(obj) or 0)
         if previous is None or previous.health != seen.health:
             self._health_of(seen.app)
         return key
 
+    def _forget(self, key: ObjectKey) -> _Seen | None:
+        gone = self.objects.pop(key, None)
+        if gone is not None:
+            mine = self.by_app.get(gone.app, {})
+            mine.pop(key, None)
+            if not mine:
+                self.by_app.pop(gone.app, None)
+        return gone
+
     def _health_of(self, app: str) -> None:
-        mine = [s.health for s in self.objects.values() if s.app == app]
+        mine = [s.health for s in self.by_app.get(app, {}).values()]
         self.sink.health(app, self.name, aggregate(mine).value)
 
     # -- one watch: list, then watch from its resourceVersion, for ever -------------------
@@ -389,24 +404,25 @@ class Watcher:
         share = math.ceil(len(clusters) / max(1, alive))
         for name in [n for n in self.watching if n not in clusters]:
             await self._drop(name)
-        for name in list(self.watching):
-            if not await asyncio.to_thread(self.leases.hold, name, self.holder):
+        # Every lease this replica holds, renewed in one round trip.
+        held = await asyncio.to_thread(self.leases.hold_many, list(self.watching), self.holder)
+        for name, kept in held.items():
+            if not kept:
                 log.warning("watcher: lost the lease of %s", name)
                 await self._drop(name, release=False)
         while len(self.watching) > share:  # a replica joined: give some back
             await self._drop(sorted(self.watching)[-1])
         if len(self.watching) < share:
             holders = await asyncio.to_thread(self.leases.holders, clusters)
-            for name in clusters:
-                if len(self.watching) >= share:
-                    break
-                free = holders.get(name) is None and name not in self.watching
-                if free and await asyncio.to_thread(self.leases.hold, name, self.holder):
+            free = [n for n in clusters if holders.get(n) is None and n not in self.watching]
+            wanted = free[: share - len(self.watching)]
+            taken = await asyncio.to_thread(self.leases.hold_many, wanted, self.holder)
+            for name in wanted:
+                if taken[name]:
                     self._take(fleet, name)
-        for name, watch in self.watching.items():
-            since = watch.since
-            if since is not None:
-                await asyncio.to_thread(self.streams.live, name, holder=self.holder, since=since)
+        since = {name: w.since for name, w in self.watching.items() if w.since is not None}
+        if since:
+            await asyncio.to_thread(self.streams.live_many, since, holder=self.holder)
 
     def _take(self, fleet: Fleet, name: str) -> None:
         cluster = fleet.cluster(name)

@@ -75,6 +75,15 @@ class ClusterLeases:
         return bool(self._hold(keys=[self.keys.watch_lease(cluster)],
                                args=[holder, _ms(self.ttl)]))  # fmt: skip
 
+    def hold_many(self, clusters: Iterable[str], holder: str) -> dict[str, bool]:
+        """``hold`` of each cluster, in one round trip (a replica renews all it holds)."""
+        names = list(clusters)
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            self._hold(keys=[self.keys.watch_lease(name)], args=[holder, _ms(self.ttl)],
+                       client=pipe)  # fmt: skip
+        return {name: bool(held) for name, held in zip(names, pipe.execute(), strict=True)}
+
     def release(self, cluster: str, holder: str) -> None:
         """Give the lease up (only if it is still ``holder``'s)."""
         self._release(keys=[self.keys.watch_lease(cluster)], args=[holder])
@@ -135,6 +144,15 @@ class WatchStreams:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(key, mapping={"holder": holder, "since": repr(since)})
         pipe.pexpire(key, _ms(self.ttl))
+        pipe.execute()
+
+    def live_many(self, since: Mapping[str, float], *, holder: str) -> None:
+        """``live`` for each cluster (name -> since), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for cluster, when in since.items():
+            key = self.keys.watch_stream(cluster)
+            pipe.hset(key, mapping={"holder": holder, "since": repr(when)})
+            pipe.pexpire(key, _ms(self.ttl))
         pipe.execute()
 
     def gone(self, cluster: str) -> None:
