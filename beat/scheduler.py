@@ -48,6 +48,7 @@ from beat.durable import SuspensionCopies
 from reconciler.fleet import Application, Fleet
 from reconciler.outcome import Trigger
 from reconciler.settings import load as load_settings
+from reconciler.store import lease
 from reconciler.store.fleet_state import FleetState
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
@@ -66,29 +67,6 @@ SYNC_EVERY = load_settings().beat_sync
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.RedisError, OSError, OperationalError)
 #: First retry delay after a Redis error, in seconds; doubled up to one loop interval.
 FIRST_RETRY = 0.5
-
-# The leadership lock.  KEYS[1]: the lock key.  ARGV[1]: this beat's token; ARGV[2]: the
-# lease in milliseconds.  Returns 1 when this beat holds the lock afterwards: it renewed
-# its own lock, or took a free one.  Someone else's lock is never touched (returns 0).
-HOLD_SCRIPT = """
-local holder = redis.call('get', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('pexpire', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-# Compare-and-delete: KEYS[1] the lock key, ARGV[1] the token.  Returns 1 when deleted.
-RELEASE_SCRIPT = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 def entry_name(app_name: str) -> str:
@@ -196,8 +174,7 @@ class Leadership:
     def hold(self, client: Any) -> bool:
         """Renew this beat's lock or take a free one; whether this beat holds it now."""
         sent = time.monotonic()
-        got = int(client.eval(HOLD_SCRIPT, 1, self.key, self.token, int(self.ttl * 1000)))
-        self.held = got == 1
+        self.held = lease.hold(client, self.key, self.token, self.ttl)
         self.valid_until = sent + self.ttl * 0.9 if self.held else 0.0
         return self.held
 
@@ -208,7 +185,7 @@ class Leadership:
     def release(self, client: Any) -> None:
         """Give the lock up (only if it is still this beat's)."""
         if self.held:
-            client.eval(RELEASE_SCRIPT, 1, self.key, self.token)
+            lease.release(client, self.key, self.token)
         self.held = False
         self.valid_until = 0.0
 

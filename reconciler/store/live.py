@@ -27,24 +27,9 @@ from dataclasses import dataclass
 import redis
 
 from reconciler.store.keys import Keys
+from reconciler.store.lease import HOLD, RELEASE
+from reconciler.store.lease import ms as _ms
 
-# Take the lease, or keep it when it is already ours: one round trip, never someone else's.
-_HOLD = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 # Keep the highest resourceVersion of each target: events of one target may be written
 # by two replicas around a hand-over, in any order.
 _RAISE = """
@@ -56,10 +41,6 @@ return 1
 """
 
 
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
 class ClusterLeases:
     """Which watcher replica watches which cluster."""
 
@@ -67,8 +48,8 @@ class ClusterLeases:
         self.client = client
         self.keys = keys
         self.ttl = ttl
-        self._hold = client.register_script(_HOLD)
-        self._release = client.register_script(_RELEASE)
+        self._hold = client.register_script(HOLD)
+        self._release = client.register_script(RELEASE)
 
     def hold(self, cluster: str, holder: str) -> bool:
         """Take or renew the cluster's lease for ``holder``; False when another holds it."""
