@@ -516,6 +516,9 @@ _HISTORY_COLUMNS = (
     Column("DURATION", duration_cell),
     Column("ATTEMPT", lambda r: r.get("attempt") or 1, wide=True),
     Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
+    # A run that found nothing to do, repeated: how many in a row, since when.
+    Column("RUNS", lambda r: r.get("repeats") or 1, wide=True),
+    Column("SINCE", lambda r: r.get("first_started") or r.get("started"), wide=True),
     Column("ERROR", lambda r: error_cell(r, 50)),
 )
 

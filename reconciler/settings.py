@@ -124,6 +124,9 @@ class Settings(BaseModel):
     #: Seconds a resolved branch revision is trusted before Git is asked again
     #: (``RECONCILER_REVISION_TTL``).
     revision_ttl: float = Field(default=10.0, validation_alias="RECONCILER_REVISION_TTL")
+    #: Seconds Celery keeps a task's result in Redis (``RECONCILER_RESULT_TTL``); the
+    #: history keeps every outcome regardless.
+    result_ttl: float = Field(default=3600.0, ge=60, validation_alias="RECONCILER_RESULT_TTL")
     #: A scheduled run reads the cluster at least every this many runs of a target, even
     #: when the watcher saw no change: a safety net against a missed event
     #: (``RECONCILER_FULL_COMPARE_EVERY``; 1: every run reads the cluster).

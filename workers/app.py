@@ -156,7 +156,10 @@ def settings(url: str, keys: Keys) -> dict[str, object]:
         task_time_limit=HARD_TIME_LIMIT,
         task_track_started=True,
         result_extended=True,
-        result_expires=24 * 3600,
+        # A task's result serves ``sync --wait`` and Flower's first look; the record of
+        # every outcome is the history.  Kept a day, results would cost each target a
+        # result per interval (megabytes a day at a 30 s interval).
+        result_expires=int(load_settings().result_ttl),
         task_send_sent_event=True,
         worker_send_task_events=True,
         task_default_queue=SCHEDULED_QUEUE,

@@ -97,7 +97,55 @@ def summarize(outcome: Mapping[str, Any]) -> dict[str, Any]:
         "render_key": outcome.get("render_key", ""),
         "app_digest": outcome.get("app_digest", ""),
         "unchanged_runs": int(outcome.get("unchanged_runs") or 0),
+        # Quiet runs in a row this history entry stands for, and when the first began.
+        "repeats": int(outcome.get("repeats") or 1),
+        "first_started": outcome.get("first_started") or outcome.get("started", ""),
     }
+
+
+# One outcome, atomically: the status entry, then the history head.  A quiet outcome (a
+# run that found nothing to do) right after another quiet one at the same revision takes
+# its place when both knew the live state the same way (read from the cluster, or from
+# the watch), counting the runs (``repeats``) since the first (``first_started``): a
+# steady fleet's history stays a record of what happened, not of a hundred identical
+# checks.  The new outcome's JSON is extended as text, never re-encoded (Redis's cjson
+# would turn its empty lists into objects).
+# KEYS: status index, history.  ARGV: field, summary, outcome, limit, quiet, revision,
+# checked.
+_RECORD = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[5] == '1' then
+  local head = redis.call('LINDEX', KEYS[2], 0)
+  if head then
+    local ok, entry = pcall(cjson.decode, head)
+    if ok and type(entry) == 'table' and entry['quiet'] == true
+        and tostring(entry['revision']) == ARGV[6] and entry['checked'] == ARGV[7] then
+      local repeats = (tonumber(entry['repeats']) or 1) + 1
+      local first = entry['first_started'] or entry['started'] or ''
+      local merged = string.sub(ARGV[3], 1, -2) .. ',"repeats":' .. repeats ..
+        ',"first_started":' .. cjson.encode(first) .. '}'
+      redis.call('LSET', KEYS[2], 0, merged)
+      return repeats
+    end
+  end
+end
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return 1
+"""
+
+
+def _quiet(outcome: Mapping[str, Any]) -> bool:
+    """A run that found nothing to do: Synced, nothing written, drifted, failed or run."""
+    changes = outcome.get("changes") or []
+    return (
+        outcome.get("sync") == "Synced"
+        and not outcome.get("dry_run")
+        and not outcome.get("drift")
+        and not outcome.get("errors")
+        and not outcome.get("hooks")
+        and all(c.get("action") == Action.UNCHANGED.value for c in changes)
+    )
 
 
 # Change one entry's health in place (cjson is part of Redis's Lua).
@@ -137,17 +185,25 @@ class Records:
         """
         outcome = run.to_dict()
         app, cluster = run.application, run.cluster
-        history = self.keys.history(app, cluster)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(
-            self.keys.status_index(),
-            self.keys.target_field(app, cluster),
-            _dumps(summarize(outcome)),
-        )
-        pipe.lpush(history, _dumps(outcome))
-        pipe.ltrim(history, 0, self.history_limit - 1)
-        pipe.execute()
+        quiet = _quiet(outcome)
+        if quiet:
+            outcome["quiet"] = True
+        repeats = self._record(
+            keys=[self.keys.status_index(), self.keys.history(app, cluster)],
+            args=[self.keys.target_field(app, cluster), _dumps(summarize(outcome)),
+                  _dumps(outcome), self.history_limit, "1" if quiet else "0",
+                  str(outcome.get("revision") or ""), str(outcome.get("checked") or "")],
+        )  # fmt: skip
+        if int(repeats) > 1:
+            outcome["repeats"] = int(repeats)
         return outcome
+
+    @property
+    def _record(self) -> Any:
+        script = getattr(self, "_record_script", None)
+        if script is None:
+            script = self._record_script = self.client.register_script(_RECORD)
+        return script
 
     def entry(self, app: str, cluster: str) -> dict[str, Any] | None:
         """The status entry of one target (None when it has none)."""

@@ -89,7 +89,30 @@ def test_status_entry_summarises_the_outcome(records: Records) -> None:
         "render_key": "",
         "app_digest": "",
         "unchanged_runs": 0,
+        "repeats": 1,
+        "first_started": "2024-05-01T12:00:00Z",
     }  # fmt: skip
+
+
+def test_quiet_runs_in_a_row_are_one_history_entry_counting_them(records: Records) -> None:
+    quiet = {"changes": [{"object": "Service/default/web", "action": "unchanged", "reason": ""}],
+             "drift": [], "hooks": []}  # fmt: skip
+    records.record(outcome(**quiet, started="2024-05-01T12:00:00Z"))
+    records.record(outcome(**quiet, started="2024-05-01T12:00:30Z"))
+    stored = records.record(outcome(**quiet, started="2024-05-01T12:01:00Z"))
+    assert stored["repeats"] == 3
+    [head] = records.history("web", "prod")
+    assert (head["repeats"], head["first_started"]) == (3, "2024-05-01T12:00:00Z")
+    assert head["started"] == "2024-05-01T12:01:00Z" and head["quiet"] is True
+    assert head["changes"] == quiet["changes"] and head["drift"] == []  # lists stay lists
+    # A run that did something starts a new entry; the quiet ones after it, another.
+    records.record(outcome())
+    records.record(outcome(**quiet, started="2024-05-01T12:02:00Z"))
+    records.record(outcome(**quiet, revision="f" * 40, started="2024-05-01T12:02:30Z"))
+    entries = records.history("web", "prod")
+    assert [e.get("repeats", 1) for e in entries] == [1, 1, 1, 3]
+    [status] = records.status()
+    assert status["started"] == "2024-05-01T12:02:30Z" and status["repeats"] == 1
 
 
 def test_the_watchers_health_changes_only_the_entrys_health(records: Records) -> None:
