@@ -147,7 +147,8 @@ def job_summary(outcome: Mapping[str, Any]) -> dict[str, Any]:
     """
     summary = summarize(outcome)
     # What later runs compare is bookkeeping, not something a person reads in Flower.
-    for name in ("observed_rv", "render_key", "app_digest", "unchanged_runs"):
+    for name in ("observed_rv", "render_key", "app_digest", "unchanged_runs", "repeats",
+                 "first_started"):
         summary.pop(name, None)
     summary["actions"] = {k: v for k, v in summary["actions"].items() if v}
     error = str(summary.get("error") or "")
