@@ -54,8 +54,7 @@ from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
 from workers.app import queue_for
-from workers.fleet_file import FleetFile, FleetWatch
-from workers.runtime import fleet_path
+from workers.fleet_file import FleetFile, FleetWatch, fleet_path
 
 log = logging.getLogger("reconciler.beat")
 

@@ -38,6 +38,7 @@ import redis
 
 from reconciler.errors import ConfigError
 from reconciler.fleet import Fleet, load_fleet
+from reconciler.settings import load as load_settings
 from reconciler.store import connect
 from reconciler.store.fleet_state import FleetHealth, FleetState
 from reconciler.store.keys import Keys
@@ -194,6 +195,14 @@ class FleetFile:
             since = now
         self._view = FleetView(self.path, self._last_valid, self._fingerprint, error, since, now)
         return self._view
+
+
+def fleet_path() -> str:
+    """``RECONCILER_CONFIG``: the fleet file every component reads."""
+    path = load_settings().config
+    if not path:
+        raise ConfigError("RECONCILER_CONFIG is not set: workers and beat need the fleet file")
+    return path
 
 
 def reporter_name(component: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 
 from reconciler.engine import Engine, GitRenderer, RenderInput
-from reconciler.errors import ConfigError, ReconcilerError
+from reconciler.errors import ReconcilerError
 from reconciler.fleet import Fleet, Source, Target
 from reconciler.kube import ClientFactory
 from reconciler.masking import is_secret
@@ -43,21 +43,13 @@ from reconciler.store.metrics import ReconcileMetrics
 from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
 from workers.app import redis_url
-from workers.fleet_file import FleetFile, inherited_fleet
+from workers.fleet_file import FleetFile, fleet_path, inherited_fleet
 
 #: Seconds a resolved revision is reused before Git is asked again.
 REVISION_TTL = load_settings().revision_ttl
 #: Full renders (Secrets included) a process keeps in memory: enough for every
 #: application with Secrets that one worker process reconciles at a commit.
 RENDER_MEMORY_ENTRIES = 64
-
-
-def fleet_path() -> str:
-    """``RECONCILER_CONFIG``: the fleet file every component reads."""
-    path = load_settings().config
-    if not path:
-        raise ConfigError("RECONCILER_CONFIG is not set: workers and beat need the fleet file")
-    return path
 
 
 class RenderMemory:

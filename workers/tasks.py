@@ -63,9 +63,9 @@ from workers.app import (
     route_label,
 )
 from workers.broker import restore_dead_workers
-from workers.fleet_file import start_worker_watch, stop_worker_watch
+from workers.fleet_file import fleet_path, start_worker_watch, stop_worker_watch
 from workers.flower import ReconcileFailed, job_summary, skipped
-from workers.runtime import Runtime, fleet_path, reset_runtime, runtime
+from workers.runtime import Runtime, reset_runtime, runtime
 
 log = logging.getLogger("reconciler.workers")
 

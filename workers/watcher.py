@@ -77,9 +77,8 @@ from reconciler.store.records import Records
 from reconciler.store.suspension import Suspensions
 from workers.app import app as celery_app
 from workers.app import queue_for, redis_url, route_label
-from workers.fleet_file import FleetFile, FleetWatch
+from workers.fleet_file import FleetFile, FleetWatch, fleet_path
 from workers.logs import configure_logging
-from workers.runtime import fleet_path
 
 log = logging.getLogger("reconciler.watcher")
 

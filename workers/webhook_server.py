@@ -93,10 +93,9 @@ from reconciler.webhook import (
     verify,
 )
 from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
-from workers.fleet_file import FleetFile, FleetSource, FleetWatch
+from workers.fleet_file import FleetFile, FleetSource, FleetWatch, fleet_path
 from workers.logs import configure_logging
 from workers.readers import ReadAccess
-from workers.runtime import fleet_path
 
 __all__ = ["WebhookSecrets", "make_app", "run"]
 
