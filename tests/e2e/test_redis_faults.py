@@ -319,6 +319,11 @@ def finished(record: dict[str, Any]) -> float:
     return epoch(record.get("started")) + float(record.get("duration") or 0.0)
 
 
+def run_count(records: list[dict[str, Any]]) -> int:
+    """Runs the records stand for: quiet runs in a row are one entry that counts them."""
+    return sum(int(r.get("repeats") or 1) for r in records)
+
+
 def runs(
     stack: Stack,
     app: str,
@@ -481,7 +486,7 @@ def restart_empty(stack: Stack, own: OwnRedis, *, forced: int = 0) -> Figures:
     finally:
         client.close()
     stack.wait_until(
-        lambda: len(runs(stack, steady, trigger="schedule", after=restarted)) >= 3,
+        lambda: run_count(runs(stack, steady, trigger="schedule", after=restarted)) >= 3,
         timeout=4 * INTERVAL + 10,
         what="three scheduled runs after the restart",
     )
@@ -616,7 +621,7 @@ def test_two_beats_never_both_fire_across_a_blip(
             what="scheduled runs after the blip",
         )
         stack.wait_until(
-            lambda: len(runs(stack, steady, trigger="schedule", after=restarted)) >= 2,
+            lambda: run_count(runs(stack, steady, trigger="schedule", after=restarted)) >= 2,
             timeout=3 * INTERVAL + 5,
             what="a second run after the blip",
         )
