@@ -292,6 +292,9 @@ class ClusterWatch:
                         item.setdefault("apiVersion", kind.api_version)
                         item.setdefault("kind", kind.kind)
                     listed(items, int(rv) if rv.isdigit() else 0)
+                    # Only the hashes and health are kept: not the list, for the life
+                    # of the watch (whole objects, per cluster).
+                    del items
                     self.listed_at.setdefault(key, started)
                 params = {"watch": "1", "resourceVersion": rv, "labelSelector": selector,
                           "allowWatchBookmarks": "true",
