@@ -167,6 +167,9 @@ class KubeClient:
         self._kinds: dict[tuple[str, str], Kind | None] = {}
         self._versions: tuple[str | None, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
+        #: Held around the discovery library (its lazy cache is not thread-safe); RLock:
+        #: a search may build the DynamicClient first.
+        self._discovery = threading.RLock()
         #: Threads the requests of one step share (``apply_all``); None: one at a time.
         self._pool = pool
 
@@ -202,13 +205,18 @@ class KubeClient:
     def dynamic(self) -> DynamicClient:
         """The DynamicClient, created on first use (its discovery may make requests)."""
         if self._dynamic is None:
-            self._dynamic = self._call(
-                "discovery",
-                lambda: DynamicClient(
-                    self.api_client, cache_file=self._cache_file, discoverer=_AtomicDiscoverer
-                ),
-            )
+            with self._discovery:
+                if self._dynamic is None:
+                    self._dynamic = self._make_dynamic()
         return self._dynamic
+
+    def _make_dynamic(self) -> DynamicClient:
+        return self._call(
+            "discovery",
+            lambda: DynamicClient(
+                self.api_client, cache_file=self._cache_file, discoverer=_AtomicDiscoverer
+            ),
+        )
 
     def kind(self, group: str, kind: str) -> Kind | None:
         """Discovery of ``kind`` in ``group`` (preferred version), or None when not served."""
@@ -221,10 +229,20 @@ class KubeClient:
             search["group"] = group
         else:
             search["api_version"] = "v1"
-        try:
-            found = self._call("discovery", lambda: self.dynamic.resources.search(**search))
-        except (ResourceNotFoundError, ResourceNotUniqueError):
-            found = []
+        # The library's lazy discovery cache is not thread-safe: one search at a time.
+        with self._discovery:
+            try:
+                found = self._call("discovery", lambda: self.dynamic.resources.search(**search))
+            except (ResourceNotFoundError, ResourceNotUniqueError):
+                found = []
+            except (KeyError, AttributeError, TypeError) as exc:
+                # A request that failed in the middle of a lazy discovery leaves its cache
+                # half filled: start discovery afresh, and fail this run as passing.
+                self._dynamic = None
+                raise ClusterUnavailable(
+                    f"cluster {self.name}: discovery failed midway ({type(exc).__name__}); "
+                    "it is read again on the next run"
+                ) from None
         found = [r for r in found if "/" not in r.name]  # not subresources
         result = None
         if found:

@@ -179,7 +179,9 @@ def test_circuit_breaker_opens_on_a_down_cluster_and_closes_when_it_answers(
         timeout=20, what="the target to be deferred by the open breaker")  # fmt: skip
     assert deferred
     opening = [h for h in stack.history(app, "sim-2") if h["circuit"]["state"] == "open"][-1]
-    closed_from = _epoch(opening["started"]) + float(opening.get("duration") or 0.0)
+    # Outcome times have millisecond resolution: the run may have begun up to 1 ms after
+    # its recorded start, so its last request may end that much after start + duration.
+    closed_from = _epoch(opening["started"]) + float(opening.get("duration") or 0.0) + 0.005
     probe_from = _epoch(opening["circuit"]["next_retry"])
     during = [r for r in stack.sim.request_log("sim-2")
               if closed_from < float(r["start"]) < probe_from]  # fmt: skip
