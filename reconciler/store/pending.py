@@ -21,14 +21,10 @@ class ScheduledRuns:
         self.client = client
         self.keys = keys
 
-    def claim(self, app: str, cluster: str, *, task_id: str, ttl: float) -> bool:
-        """True if this caller should queue the run; False if one already waits."""
-        key = self.keys.scheduled_pending(app, cluster)
-        return bool(self.client.set(key, task_id, nx=True, px=max(1, round(ttl * 1000))))
-
     def claim_many(self, app: str, clusters: list[str], *, task_ids: list[str],
                    ttl: float) -> list[bool]:  # fmt: skip
-        """``claim`` for each of an application's clusters, in one round trip."""
+        """For each of an application's clusters, whether this caller should queue its run
+        (False: one already waits); one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for cluster, task_id in zip(clusters, task_ids, strict=True):
             pipe.set(self.keys.scheduled_pending(app, cluster), task_id, nx=True,

@@ -177,6 +177,8 @@ class Records:
         self.client = client
         self.keys = keys
         self.history_limit = history_limit
+        self._record = client.register_script(_RECORD)
+        self._set_health = client.register_script(_SET_HEALTH)
 
     def record(self, run: Outcome) -> dict[str, Any]:
         """Store one finished reconcile: status entry and history head, atomically.
@@ -198,12 +200,6 @@ class Records:
             outcome["repeats"] = int(repeats)
         return outcome
 
-    @property
-    def _record(self) -> Any:
-        script = getattr(self, "_record_script", None)
-        if script is None:
-            script = self._record_script = self.client.register_script(_RECORD)
-        return script
 
     def entry(self, app: str, cluster: str) -> dict[str, Any] | None:
         """The status entry of one target (None when it has none)."""
@@ -227,12 +223,6 @@ class Records:
                              client=pipe)  # fmt: skip
         pipe.execute()
 
-    @property
-    def _set_health(self) -> Any:
-        script = getattr(self, "_health_script", None)
-        if script is None:
-            script = self._health_script = self.client.register_script(_SET_HEALTH)
-        return script
 
     def status(self, app: str | None = None) -> list[dict[str, Any]]:
         """Status entries of every target, or of ``app``'s, sorted by application, cluster."""
