@@ -146,9 +146,9 @@ def forget_departed_targets(client: redis.Redis, keys: Keys, fleet: Fleet) -> in
     current = {(app.name, cluster.name) for app in fleet.applications
                for cluster in fleet.targets(app)}  # fmt: skip
     departed = [
-        (str(entry.get("application")), str(entry.get("cluster")))
+        (entry.application, entry.cluster)
         for entry in records.status()
-        if (entry.get("application"), entry.get("cluster")) not in current
+        if (entry.application, entry.cluster) not in current
     ]
     for app, cluster in departed:
         records.forget(app, cluster)

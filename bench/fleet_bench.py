@@ -404,11 +404,11 @@ class Installation:
         last = 0.0
         synced = 0
         for entry in Records(self.client, self.keys).status():
-            finished = _epoch(entry.get("finished"))
-            if entry.get("sync") == "Synced" and finished >= started_at:
+            finished = _epoch(entry.finished)
+            if entry.sync == "Synced" and finished >= started_at:
                 synced += 1
                 last = max(last, finished)
-                figures.checked[str(entry.get("checked") or "-")] += 1
+                figures.checked[str(entry.checked or "-")] += 1
             elif len(figures.failures) < 3:
                 figures.failures.append(
                     f"{entry.get('application')} on {entry.get('cluster')}: "

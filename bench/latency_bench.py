@@ -220,8 +220,8 @@ def sync_all(inst: Installation, apps: Sequence[str]) -> float:
     wanted = set(inst.targets(apps))
 
     def synced() -> bool:
-        done = {(e.get("application"), e.get("cluster")) for e in inst.records.status()
-                if e.get("sync") == "Synced"}  # fmt: skip
+        done = {(e.application, e.cluster) for e in inst.records.status()
+                if e.sync == "Synced"}  # fmt: skip
         return wanted <= done
 
     wait_until("the first sync", synced, timeout=SYNC_TIMEOUT, procs=inst.procs, every=0.5)
@@ -347,16 +347,16 @@ def webhook(inst: Installation, n: int) -> PushFigures:
             tick = time.perf_counter()
             raw = inst.client.hmget(index, fields)
             entries = [json.loads(v) if v is not None else {} for v in raw]
-            if all(e.get("revision") == commit and e.get("sync") == "Synced" for e in entries):
+            if all(e.revision == commit and e.sync == "Synced" for e in entries):
                 applied = time.perf_counter() - begin
                 break
             time.sleep(max(0.0, tick + STATUS_POLL - time.perf_counter()))
         if applied is None:
-            done = sum(e.get("revision") == commit for e in entries)
+            done = sum(e.revision == commit for e in entries)
             figures.missed.append(f"push {i + 1}: {done}/{len(fields)} targets at {commit[:8]}")
         else:
             figures.applied.append(applied)
-            figures.first.append(min(epoch(e.get("finished")) for e in entries) - sent_at)
+            figures.first.append(min(epoch(e.finished) for e in entries) - sent_at)
         print(f"  push {i + 1}/{n} ({commit[:8]}): on every cluster after {ms(applied)}",
               flush=True)  # fmt: skip
         time.sleep(SPACING)
@@ -388,7 +388,7 @@ def forced_run(inst: Installation, app_name: str, cluster: str) -> tuple[float |
         tick = time.perf_counter()
         raw = inst.client.hget(index, field_name)
         entry = json.loads(raw) if raw is not None else {}
-        if entry.get("trigger") == "manual" and epoch(entry.get("finished")) >= sent_at:
+        if entry.trigger == "manual" and epoch(entry.finished) >= sent_at:
             return time.perf_counter() - begin, sent_at
         time.sleep(max(0.0, tick + STATUS_POLL - time.perf_counter()))
     return None, sent_at
@@ -421,8 +421,8 @@ def forced(inst: Installation, n: int, every_app: Sequence[str]) -> ForcedFigure
         else:
             ended = sent_at + took
             before = sum(1 for e in inst.records.status()
-                         if e.get("trigger") == "schedule"
-                         and sent_at <= epoch(e.get("finished")) <= ended)  # fmt: skip
+                         if e.trigger == "schedule"
+                         and sent_at <= epoch(e.finished) <= ended)  # fmt: skip
             figures.busy.append(took)
             figures.scheduled_before.append(before)
             figures.backlog_left.append(backlog)

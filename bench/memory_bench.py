@@ -193,9 +193,9 @@ class Installation:
         synced = 0
         checked: dict[str, int] = {}
         for entry in Records(self.client, self.keys).status():
-            if entry.get("sync") == "Synced" and epoch(entry.get("finished")) >= started_at:
+            if entry.sync == "Synced" and epoch(entry.finished) >= started_at:
                 synced += 1
-                what = str(entry.get("checked") or "-")
+                what = str(entry.checked or "-")
                 checked[what] = checked.get(what, 0) + 1
         return synced, checked
 

@@ -85,9 +85,9 @@ def recorded_clusters(records: Records, app: str) -> list[str]:
     from reconciler.fleet.messages import known, quote  # noqa: PLC0415
 
     entries = records.status()
-    clusters = [str(e.get("cluster")) for e in entries if e.get("application") == app]
+    clusters = [e.cluster for e in entries if e.application == app]
     if entries and not clusters:
-        names = sorted({str(e.get("application")) for e in entries})
+        names = sorted({e.application for e in entries})
         raise ConfigError(
             f"unknown application {quote(app)}{known(app, names)}: the status index of "
             f"{installation()} records none of that name"
@@ -386,9 +386,8 @@ def _observe(eng: Engine, target: Target, unreadable: dict[str, str]) -> LiveHea
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
 
-    entries = Records(redis_client(), Keys()).status(target.app.name)
-    entry = next((e for e in entries if e.get("cluster") == cluster), {})
-    status = str(entry.get("health") or "Unknown")
+    entry = Records(redis_client(), Keys()).entry(target.app.name, cluster)
+    status = (entry.health if entry is not None else "") or "Unknown"
     message = "" if status in _GOOD_HEALTH else "as its last run recorded it (cluster not read)"
     return LiveHealth(status, message, "status index", note=note)
 
@@ -482,7 +481,7 @@ def cmd_status(args: Params) -> int:
         fleet.application(args.app)
     elif args.app:
         recorded_clusters(records, args.app)
-    rows = records.status(args.app)
+    rows = [entry.to_dict() for entry in records.status(args.app)]
     suspended = Suspensions(client, keys).all()
     report_fleet_state(client)
     circuits = Breakers(client, keys, failures=1, cooldown=1, probe_ttl=1).states()
@@ -542,7 +541,7 @@ def history_clusters(args: Params, records: Records) -> tuple[list[str], str]:
 
     fleet = known_fleet(args)
     entries = records.status()
-    recorded = [str(e.get("cluster")) for e in entries if e.get("application") == args.app]
+    recorded = [e.cluster for e in entries if e.application == args.app]
     if fleet is not None:
         names = [a.name for a in fleet.applications]
         if args.app in names or _near_miss(args.app, names):
@@ -551,7 +550,7 @@ def history_clusters(args: Params, records: Records) -> tuple[list[str], str]:
             return [c.name for c in targets_of(fleet, application, chosen)], ""
         note = f"; {args.app} is not an application of {fleet.path}"
     else:
-        names = sorted({str(e.get("application")) for e in entries})
+        names = sorted({e.application for e in entries})
         if not recorded and _near_miss(args.app, names):
             recorded_clusters(records, args.app)  # ConfigError naming the near miss
         if args.cluster and recorded and args.cluster not in recorded:
@@ -659,7 +658,7 @@ def _targets_of_app(args: Params, records: Records) -> tuple[Fleet | None, list[
         wanted = recorded_clusters(records, args.app)
         if getattr(args, "cluster", None):
             wanted = [c for c in wanted if c == args.cluster]
-    entries = {str(e.get("cluster")): e for e in records.status(args.app)}
+    entries = {e.cluster: e.to_dict() for e in records.status(args.app)}
     return fleet, [entries.get(c) or _never_run(args.app, c) for c in wanted]
 
 

@@ -158,11 +158,11 @@ def summary_of(outcome: Row) -> dict[str, Any]:
 
     Tables read these summaries, whatever they list (runs just made, the status index, a
     history), so counts, drift left and the first error are worked out in one place
-    (``reconciler.store.records.summarize``).  ``-o json|yaml`` print the outcomes whole.
+    (``reconciler.outcome.TargetStatus``).  ``-o json|yaml`` print the outcomes whole.
     """
-    from reconciler.store.records import summarize  # noqa: PLC0415
+    from reconciler.outcome import TargetStatus  # noqa: PLC0415
 
-    shown = summarize(outcome)
+    shown = TargetStatus.of(outcome).to_dict()
     shown["attempt"] = outcome.get("attempt") or 1
     shown["live_health"] = outcome.get("live_health")
     return shown

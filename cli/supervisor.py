@@ -469,14 +469,11 @@ def _status(records: Records, expected: set[tuple[str, str]]) -> tuple[str, bool
     lines = [f"{'APPLICATION':14} {'CLUSTER':10} {'REVISION':10} {'SYNC':10} {'HEALTH':12} DRIFT"]
     seen = set()
     for row in rows:
-        seen.add((row.get("application"), row.get("cluster")))
-        lines.append(f"{row.get('application', ''):14} {row.get('cluster', ''):10} "
-                     f"{str(row.get('revision') or '-')[:8]:10} {row.get('sync', ''):10} "
-                     f"{row.get('health', ''):12} {row.get('drift_count', 0)}")  # fmt: skip
+        seen.add((row.application, row.cluster))
+        lines.append(f"{row.application:14} {row.cluster:10} {(row.revision or '-')[:8]:10} "
+                     f"{row.sync:10} {row.health:12} {row.drift_count}")  # fmt: skip
     synced = expected <= seen and all(
-        r.get("sync") == "Synced"
-        for r in rows
-        if (r.get("application"), r.get("cluster")) in expected
+        r.sync == "Synced" for r in rows if (r.application, r.cluster) in expected
     )
     return "\n".join(lines), synced
 

@@ -8,8 +8,10 @@ declare, so Secret data is masked before it gets here).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -226,3 +228,120 @@ class Outcome:
             task_id=data.get("task_id"),
             circuit=data.get("circuit"),
         )
+
+
+def _finished(started: object, duration: float) -> str:
+    """RFC 3339 end of a run: ``started + duration``; now when ``started`` is unusable."""
+    try:
+        begin = datetime.fromisoformat(str(started))
+    except ValueError:
+        return timestamp(datetime.now(UTC))
+    if begin.tzinfo is None:
+        begin = begin.replace(tzinfo=UTC)
+    return timestamp(begin + timedelta(seconds=duration))
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """A target as the fleet sees it now: its last outcome in the few fields a listing
+    shows, plus what the watcher learnt since (live health).
+
+    One entry per target in the status index; ``status``, ``/metrics``, ``up``, beat and
+    the fleet page read these, and the workers read one to decide whether a run may skip
+    the cluster read, so they all share one vocabulary instead of each picking keys out
+    of JSON.  Everything here is a summary: diffs, change lists and hook messages stay in
+    the target's history.
+    """
+
+    application: str
+    cluster: str
+    revision: str | None = None
+    sync: str = ""
+    health: str = ""
+    #: Drift left after the run: what a Synced run found, it also corrected.
+    drift_count: int = 0
+    #: Objects per change-set action (every ``Action`` value, 0 when none).
+    actions: Mapping[str, int] = field(default_factory=dict)
+    started: str = ""
+    finished: str = ""
+    duration: float = 0.0
+    #: The run's first error ("" when none).
+    error: str = ""
+    reason: str = ""
+    #: Hooks of the run by result (``{"Succeeded": 2, "Failed": 1}``).
+    hooks: Mapping[str, int] = field(default_factory=dict)
+    retryable: bool = False
+    trigger: str = ""
+    #: What a later run needs to know nothing changed without reading the cluster (see
+    #: ``Outcome``): the newest resourceVersion seen, how the live state was known, the
+    #: render's key, the fleet entry's digest and the cluster reads skipped in a row.
+    observed_rv: int | None = None
+    checked: str = "cluster"
+    render_key: str = ""
+    app_digest: str = ""
+    unchanged_runs: int = 0
+    #: Quiet runs in a row the last history entry stands for, and when the first began.
+    repeats: int = 1
+    first_started: str = ""
+    #: When the watcher last changed ``health`` ("" when it is the run's own).
+    health_at: str = ""
+
+    @classmethod
+    def of(cls, outcome: Mapping[str, Any]) -> TargetStatus:
+        """The entry of a whole outcome (``Outcome.to_dict()`` or a history entry)."""
+        changes = outcome.get("changes") or []
+        counts = Counter(str(change.get("action", "")) for change in changes)
+        errors = outcome.get("errors") or []
+        duration = float(outcome.get("duration") or 0.0)
+        sync = str(outcome.get("sync", ""))
+        return cls(
+            application=str(outcome["application"]),
+            cluster=str(outcome["cluster"]),
+            revision=outcome.get("revision"),
+            sync=sync,
+            health=str(outcome.get("health", "")),
+            drift_count=0 if sync == SyncStatus.SYNCED.value else len(outcome.get("drift") or []),
+            actions={action.value: counts.get(action.value, 0) for action in Action},
+            started=str(outcome.get("started", "")),
+            finished=_finished(outcome.get("started"), duration),
+            duration=duration,
+            error=str(errors[0].get("message", "")) if errors else "",
+            reason=str(outcome.get("reason", "")),
+            hooks=dict(Counter(str(hook.get("result", "")) for hook in outcome.get("hooks") or [])),
+            retryable=bool(outcome.get("retryable", False)),
+            trigger=str(outcome.get("trigger", "")),
+            observed_rv=_int_or_none(outcome.get("observed_rv")),
+            checked=str(outcome.get("checked") or "cluster"),
+            render_key=str(outcome.get("render_key") or ""),
+            app_digest=str(outcome.get("app_digest") or ""),
+            unchanged_runs=int(outcome.get("unchanged_runs") or 0),
+            repeats=int(outcome.get("repeats") or 1),
+            first_started=str(outcome.get("first_started") or outcome.get("started", "")),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TargetStatus:
+        """An entry read back from the index; unknown keys (older or newer writers) are
+        ignored and missing ones take their defaults, so a rolling upgrade reads both."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["application"] = str(data["application"])
+        values["cluster"] = str(data["cluster"])
+        values["observed_rv"] = _int_or_none(data.get("observed_rv"))
+        for name in ("actions", "hooks"):
+            if not isinstance(values.get(name), Mapping):
+                values.pop(name, None)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as the index stores it and ``status -o json`` prints it."""
+        data = asdict(self)
+        data["actions"] = dict(self.actions)
+        data["hooks"] = dict(self.hooks)
+        if not self.health_at:
+            del data["health_at"]
+        return data

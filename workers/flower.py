@@ -32,7 +32,7 @@ import json
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
-from reconciler.store.records import summarize
+from reconciler.outcome import TargetStatus
 
 #: Task names (as registered) that get a readable shadow name.
 APP_TASK = "reconciler.reconcile_app"
@@ -145,7 +145,7 @@ def job_summary(outcome: Mapping[str, Any]) -> dict[str, Any]:
     counts, first error, reason) plus the attempt, so Flower's result column reads as
     JSON a person can scan.  Diffs, change lists and hook messages stay in the history.
     """
-    summary = summarize(outcome)
+    summary = TargetStatus.of(outcome).to_dict()
     # What later runs compare is bookkeeping, not something a person reads in Flower.
     for name in ("observed_rv", "render_key", "app_digest", "unchanged_runs", "repeats",
                  "first_started"):

@@ -192,27 +192,27 @@ class Runtime:
         app, cluster = target.app.name, target.cluster.name
         found = quiet_inputs(self.client, self.keys, app, cluster)
         last = found.last
-        if last is None or last.get("sync") != SyncStatus.SYNCED.value:
+        if last is None or last.sync != SyncStatus.SYNCED.value:
             return None
-        observed = last.get("observed_rv")
-        if not isinstance(observed, int) or last.get("revision") != commit:
+        observed = last.observed_rv
+        if observed is None or last.revision != commit:
             return None
-        runs = int(str(last.get("unchanged_runs") or 0))
+        runs = last.unchanged_runs
         if runs + 1 >= load_settings().full_compare_every:
             return None
-        if found.stream is None or found.stream.since > _epoch(last.get("started")):
+        if found.stream is None or found.stream.since > _epoch(last.started):
             return None
         if found.last_change > observed:
             return None
-        if (last.get("render_key"), last.get("app_digest")) != self.fingerprint(target):
+        if (last.render_key, last.app_digest) != self.fingerprint(target):
             return None
-        health = str(last.get("health") or "")
-        known = health in {h.value for h in Health}
+        known = last.health in {h.value for h in Health}
         return Outcome(application=app, cluster=cluster, trigger=trigger.value,
                        started=timestamp(datetime.now(UTC)), revision=commit,
-                       sync=SyncStatus.SYNCED, health=Health(health) if known else Health.UNKNOWN,
+                       sync=SyncStatus.SYNCED,
+                       health=Health(last.health) if known else Health.UNKNOWN,
                        observed_rv=observed, checked="watch",
-                       render_key=str(last["render_key"]), app_digest=str(last["app_digest"]),
+                       render_key=last.render_key, app_digest=last.app_digest,
                        unchanged_runs=runs + 1)  # fmt: skip
 
 def _epoch(value: object) -> float:

@@ -425,13 +425,13 @@ class RedisCollector(Collector):
             labels=labels,
         )
         for entry in self.records.status():
-            target = [str(entry.get("application", "")), str(entry.get("cluster", ""))]
-            sync, health = str(entry.get("sync", "")), str(entry.get("health", ""))
+            target = [entry.application, entry.cluster]
+            sync, health = entry.sync, entry.health
             status.add_metric([*target, sync, health], 1)
-            drift.add_metric(target, _number(entry.get("drift_count")))
+            drift.add_metric(target, _number(entry.drift_count))
             synced.add_metric(target, 1 if sync == SyncStatus.SYNCED.value else 0)
             healthy.add_metric(target, 1 if health == Health.HEALTHY.value else 0)
-            finished = _timestamp(entry.get("finished"))
+            finished = _timestamp(entry.finished)
             if finished is not None:
                 last_run.add_metric(target, finished)
         return [status, drift, synced, healthy, last_run]

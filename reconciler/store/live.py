@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import redis
 
+from reconciler.outcome import TargetStatus
 from reconciler.store.keys import Keys
 from reconciler.store.lease import HOLD, RELEASE
 from reconciler.store.lease import ms as _ms
@@ -215,20 +216,20 @@ def gates(client: redis.Redis, keys: Keys, targets: Iterable[tuple[str, str]]
     return found
 
 
-def _entry(raw: bytes | str | None) -> dict[str, object] | None:
-    """A status entry's JSON (None when missing or unreadable)."""
+def _entry(raw: bytes | str | None) -> TargetStatus | None:
+    """A status entry (None when missing or unreadable)."""
     if raw is None:
         return None
     try:
         decoded = json.loads(raw)
-    except ValueError:
+        return TargetStatus.from_dict(decoded) if isinstance(decoded, dict) else None
+    except (KeyError, TypeError, ValueError):
         return None
-    return decoded if isinstance(decoded, dict) else None
 
 
 def _observed(raw: bytes | str | None) -> int | None:
-    value = (_entry(raw) or {}).get("observed_rv")
-    return value if isinstance(value, int) else None
+    entry = _entry(raw)
+    return entry.observed_rv if entry is not None else None
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ class QuietInputs:
     """What decides whether a scheduled run may skip the cluster read, read at once."""
 
     #: The target's status entry (None: it has none).
-    last: dict[str, object] | None
+    last: TargetStatus | None
     #: The cluster's watch (None: nobody watches it now).
     stream: Stream | None
     #: The resourceVersion of the last change the watcher saw to the target (0: none).

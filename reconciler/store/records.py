@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 
 from reconciler.model import Action
-from reconciler.outcome import Outcome
+from reconciler.outcome import Outcome, TargetStatus
 from reconciler.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -51,56 +49,20 @@ def _loads(values: Iterable[bytes | str], *, where: str) -> list[dict[str, Any]]
     return out
 
 
+def _statuses(values: Iterable[bytes | str], *, where: str) -> list[TargetStatus]:
+    """Status entries from ``values``; one without a target's names is logged, skipped."""
+    out: list[TargetStatus] = []
+    for entry in _loads(values, where=where):
+        try:
+            out.append(TargetStatus.from_dict(entry))
+        except (KeyError, TypeError, ValueError):
+            log.warning("%s: an entry is not a target's status; skipped", where)
+    return out
+
+
 def _dumps(value: Any) -> str:
     # ``default=str`` turns datetimes and the like into text instead of failing a record.
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _finished(started: object, duration: float) -> str:
-    """RFC 3339 end of the run: ``started + duration``; now when ``started`` is unusable."""
-    try:
-        begin = datetime.fromisoformat(str(started))
-    except ValueError:
-        return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    if begin.tzinfo is None:
-        begin = begin.replace(tzinfo=UTC)
-    end = begin + timedelta(seconds=duration)
-    return end.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def summarize(outcome: Mapping[str, Any]) -> dict[str, Any]:
-    """The status index entry of an outcome: the few fields a fleet listing shows."""
-    changes = outcome.get("changes") or []
-    counts = Counter(str(change.get("action", "")) for change in changes)
-    errors = outcome.get("errors") or []
-    duration = float(outcome.get("duration") or 0.0)
-    return {
-        "application": outcome["application"],
-        "cluster": outcome["cluster"],
-        "revision": outcome.get("revision"),
-        "sync": outcome.get("sync", ""),
-        "health": outcome.get("health", ""),
-        # Drift left after the run: what a Synced run found, it also corrected.
-        "drift_count": 0 if outcome.get("sync") == "Synced" else len(outcome.get("drift") or []),
-        "actions": {action.value: counts.get(action.value, 0) for action in Action},
-        "started": outcome.get("started", ""),
-        "finished": _finished(outcome.get("started"), duration),
-        "duration": duration,
-        "error": str(errors[0].get("message", "")) if errors else "",
-        "reason": str(outcome.get("reason", "")),
-        "hooks": _hook_counts(outcome.get("hooks") or []),
-        "retryable": bool(outcome.get("retryable", False)),
-        "trigger": outcome.get("trigger", ""),
-        # What a later run needs to know nothing changed without reading the cluster.
-        "observed_rv": outcome.get("observed_rv"),
-        "checked": outcome.get("checked", "cluster"),
-        "render_key": outcome.get("render_key", ""),
-        "app_digest": outcome.get("app_digest", ""),
-        "unchanged_runs": int(outcome.get("unchanged_runs") or 0),
-        # Quiet runs in a row this history entry stands for, and when the first began.
-        "repeats": int(outcome.get("repeats") or 1),
-        "first_started": outcome.get("first_started") or outcome.get("started", ""),
-    }
 
 
 # One outcome, atomically: the status entry, then the history head.  A quiet outcome (a
@@ -161,11 +123,6 @@ return 1
 """
 
 
-def _hook_counts(hooks: list[Mapping[str, Any]]) -> dict[str, int]:
-    """Hooks of the run by result (``{"Succeeded": 2, "Failed": 1}``), for listings."""
-    return dict(Counter(str(hook.get("result", "")) for hook in hooks))
-
-
 class Records:
     """Writes and reads the status index and per-target histories."""
 
@@ -192,7 +149,7 @@ class Records:
             outcome["quiet"] = True
         repeats = self._record(
             keys=[self.keys.status_index(), self.keys.history(app, cluster)],
-            args=[self.keys.target_field(app, cluster), _dumps(summarize(outcome)),
+            args=[self.keys.target_field(app, cluster), _dumps(TargetStatus.of(outcome).to_dict()),
                   _dumps(outcome), self.history_limit, "1" if quiet else "0",
                   str(outcome.get("revision") or ""), str(outcome.get("checked") or "")],
         )  # fmt: skip
@@ -201,11 +158,11 @@ class Records:
         return outcome
 
 
-    def entry(self, app: str, cluster: str) -> dict[str, Any] | None:
+    def entry(self, app: str, cluster: str) -> TargetStatus | None:
         """The status entry of one target (None when it has none)."""
         index = self.keys.status_index()
         value = self.client.hget(index, self.keys.target_field(app, cluster))
-        found = _loads([value], where=index) if value is not None else []
+        found = _statuses([value], where=index) if value is not None else []
         return found[0] if found else None
 
     def set_health(self, healths: Mapping[tuple[str, str], str], *, at: str) -> None:
@@ -224,15 +181,15 @@ class Records:
         pipe.execute()
 
 
-    def status(self, app: str | None = None) -> list[dict[str, Any]]:
+    def status(self, app: str | None = None) -> list[TargetStatus]:
         """Status entries of every target, or of ``app``'s, sorted by application, cluster."""
         index = self.keys.status_index()
         if app is None:
             raw = list(self.client.hgetall(index).items())
         else:
             raw = list(self.client.hscan_iter(index, match=self.keys.app_fields(app)))
-        entries = _loads((value for _field, value in raw), where=index)
-        entries.sort(key=lambda entry: (str(entry.get("application")), str(entry.get("cluster"))))
+        entries = _statuses((value for _field, value in raw), where=index)
+        entries.sort(key=lambda entry: (entry.application, entry.cluster))
         return entries
 
     def history(self, app: str, cluster: str, *, n: int = 20) -> list[dict[str, Any]]:

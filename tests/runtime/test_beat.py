@@ -91,6 +91,6 @@ def test_targets_that_left_the_fleet_are_forgotten(
                                           "health": "Healthy", "started": "2026-01-01T00:00:00Z",
                                           "duration": 0.1}))  # fmt: skip
     assert forget_departed_targets(client, keys, fleet(tmp_path, {"a": "30s"})) == 1
-    assert [e["application"] for e in records.status()] == ["a"]
+    assert [e.application for e in records.status()] == ["a"]
     assert records.history("gone", "c1") == []
     client.close()
