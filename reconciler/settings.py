@@ -138,6 +138,12 @@ class Settings(BaseModel):
     watch_lease_ttl: float = Field(
         default=15.0, gt=0, validation_alias="RECONCILER_WATCH_LEASE_TTL"
     )
+    #: Cluster clients one process keeps (a worker pool process, beat, the watcher, the
+    #: command line); beyond it the least recently used is closed and rebuilt when next
+    #: needed, from the kubeconfig and the shared discovery, without a request
+    #: (``RECONCILER_KUBE_CLIENTS``).  Raise it to the fleet's size where building a
+    #: client is dear (an exec plugin that takes a second to give a token).
+    kube_clients: int = Field(default=100, ge=1, validation_alias="RECONCILER_KUBE_CLIENTS")
     #: kubectl used for kustomize (``RECONCILER_KUBECTL``); default: the one installed
     #: beside this Python, then PATH.
     kubectl: str | None = _env("RECONCILER_KUBECTL")

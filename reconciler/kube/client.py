@@ -1,7 +1,10 @@
-"""The Kubernetes adapter: one reused client per cluster, and the few calls the engine makes.
+"""The Kubernetes adapter: reused clients of the clusters, and the few calls the engine makes.
 
 The official ``kubernetes`` client does the talking (a ``DynamicClient`` whose discovery is
-cached on disk, so a worker that starts does not rediscover every cluster).  Results are
+cached on disk, so a worker that starts does not rediscover every cluster, and shared in
+memory by the clusters that serve the same APIs: ``reconciler.kube.discovery``).  A
+process keeps the clients it used last (``RECONCILER_KUBE_CLIENTS``); one dropped is
+rebuilt from the kubeconfig and the shared discovery without a request.  Results are
 read as plain JSON, never wrapped in ``ResourceInstance``, because the engine's pure core
 works on dicts and wrapping costs more than the request.  Every failure becomes one of our
 errors: 5xx, 429, timeouts and refused connections are ``ClusterUnavailable`` (retryable),
@@ -17,8 +20,10 @@ import hashlib
 import json
 import os
 import ssl
-import tempfile
+import sys
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +36,6 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 
 from reconciler import settings
@@ -46,6 +50,7 @@ from reconciler.errors import (
     NotFound,
     ReconcilerError,
 )
+from reconciler.kube.discovery import SharedDiscoverer
 from reconciler.model import (
     APP_LABEL,
     FIELD_MANAGER,
@@ -91,25 +96,6 @@ class Kind:
         return f"{base}/{name}" if name else base
 
 
-class _AtomicDiscoverer(LazyDiscoverer):
-    """LazyDiscoverer whose cache file is replaced atomically (workers share it)."""
-
-    def _write_cache(self) -> None:
-        path = getattr(self, "_Discoverer__cache_file", "")
-        if not path:
-            return
-        try:
-            directory = os.path.dirname(path)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".discovery-")
-            with os.fdopen(fd, "w") as out:
-                from kubernetes.dynamic.discovery import CacheEncoder  # noqa: PLC0415
-
-                json.dump(self._cache, out, cls=CacheEncoder)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a cache that cannot be written only costs a rediscovery
-
-
 def _default_request_timeout(api_client: k8s.ApiClient, timeout: tuple[float, float]) -> None:
     """Give every request of ``api_client`` a deadline, also those we do not make.
 
@@ -126,6 +112,56 @@ def _default_request_timeout(api_client: k8s.ApiClient, timeout: tuple[float, fl
         return request(*args, **kwargs)
 
     rest.request = with_deadline  # type: ignore[method-assign]
+
+
+#: Every ``Kind`` discovery found, once per process (clusters mostly serve the same).
+_KINDS: dict[Kind, Kind] = {}
+#: Every set of capabilities read, once per process, likewise.
+_CAPABILITIES: dict[tuple[str | None, tuple[str, ...]], tuple[str | None, tuple[str, ...]]] = {}
+
+
+@dataclass
+class ClusterFacts:
+    """What a cluster told a client that its factory keeps when it drops the client: a
+    few hundred bytes, where a client with its pool and discovery is tens of KiB."""
+
+    capabilities: tuple[str | None, tuple[str, ...]] | None = None
+#: SSL contexts of watches by their files and verification, while a watch holds one.
+_SSL_CONTEXTS: weakref.WeakValueDictionary[tuple[Any, ...], ssl.SSLContext] = (
+    weakref.WeakValueDictionary()
+)
+_SSL_LOCK = threading.Lock()
+
+
+def _ssl_context(conf: k8s.Configuration) -> ssl.SSLContext:
+    """One SSL context per distinct CA, client certificate and verification.
+
+    A context holds its CA store (the system's, when the kubeconfig names none: hundreds
+    of KiB); the watches of clusters signed by the same CA, with the same credentials,
+    share one, and so can share the connector's pooled connections.  A file is known by
+    its path and its stamp, so a certificate rotated in place gets a new context.
+    """
+
+    def stamp(path: str | None) -> tuple[str, int, int] | None:
+        if not path:
+            return None
+        stat = os.stat(path)
+        return (path, stat.st_mtime_ns, stat.st_size)
+
+    key = (stamp(conf.ssl_ca_cert), stamp(conf.cert_file), stamp(conf.key_file),
+           bool(conf.verify_ssl))  # fmt: skip
+    with _SSL_LOCK:
+        found = _SSL_CONTEXTS.get(key)
+        if found is not None:
+            return found
+        context = ssl.create_default_context(cafile=conf.ssl_ca_cert or None)
+        if conf.cert_file:
+            context.load_cert_chain(conf.cert_file, conf.key_file or None)
+        if not conf.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        _SSL_CONTEXTS[key] = context
+        return context
 
 
 @dataclass(frozen=True)
@@ -154,6 +190,7 @@ class KubeClient:
         cache_dir: Path,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         pool: ThreadPoolExecutor | None = None,
+        facts: ClusterFacts | None = None,
     ) -> None:
         self.name = name
         self.api_client = api_client
@@ -165,7 +202,8 @@ class KubeClient:
         self._cache_file = str(cache_file)
         self._dynamic: DynamicClient | None = None
         self._kinds: dict[tuple[str, str], Kind | None] = {}
-        self._versions: tuple[str | None, tuple[str, ...]] | None = None
+        #: What outlives this client in its factory (its capabilities).
+        self._facts = facts or ClusterFacts()
         self._lock = threading.Lock()
         #: Held around the discovery library (its lazy cache is not thread-safe); RLock:
         #: a search may build the DynamicClient first.
@@ -189,14 +227,7 @@ class KubeClient:
             headers["Authorization"] = token
         elif conf.username and conf.password:
             headers["Authorization"] = conf.get_basic_auth_token()
-        context: ssl.SSLContext | None = None
-        if conf.host.startswith("https://"):
-            context = ssl.create_default_context(cafile=conf.ssl_ca_cert or None)
-            if conf.cert_file:
-                context.load_cert_chain(conf.cert_file, conf.key_file or None)
-            if not conf.verify_ssl:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+        context = _ssl_context(conf) if conf.host.startswith("https://") else None
         return StreamSettings(base=conf.host.rstrip("/"), headers=headers, ssl=context)
 
     # -- discovery ---------------------------------------------------------------------
@@ -214,7 +245,7 @@ class KubeClient:
         return self._call(
             "discovery",
             lambda: DynamicClient(
-                self.api_client, cache_file=self._cache_file, discoverer=_AtomicDiscoverer
+                self.api_client, cache_file=self._cache_file, discoverer=SharedDiscoverer
             ),
         )
 
@@ -248,7 +279,8 @@ class KubeClient:
         if found:
             preferred = [r for r in found if getattr(r, "preferred", False)] or found
             res = preferred[0]
-            result = Kind(res.group_version, res.kind, res.name, bool(res.namespaced))
+            made = Kind(res.group_version, res.kind, res.name, bool(res.namespaced))
+            result = _KINDS.setdefault(made, made)  # one copy per process, as discovery
         with self._lock:
             self._kinds[key] = result
         return result
@@ -262,7 +294,7 @@ class KubeClient:
         """Drop what we know of a kind (after its CRD appeared or went)."""
         with self._lock:
             self._kinds.pop((group, kind), None)
-            self._versions = None
+            self._facts.capabilities = None
 
     def require_kind(self, group: str, kind: str) -> Kind:
         """Like ``kind`` but an unknown kind is an error naming it."""
@@ -395,17 +427,19 @@ class KubeClient:
     def capabilities(self) -> tuple[str | None, tuple[str, ...]]:
         """The cluster's ``gitVersion`` (``v1.31.0``) and every group/version it serves.
 
-        What Helm calls ``.Capabilities``; read once per client (three requests) and kept
-        until a kind is forgotten, as discovery is.
+        What Helm calls ``.Capabilities``; read once per cluster (three requests) and kept,
+        also by a client rebuilt after its factory dropped one (a run that needs no read
+        of the cluster makes no request), until a kind is forgotten, as discovery is.
         """
         with self._lock:
-            if self._versions is not None:
-                return self._versions
+            if self._facts.capabilities is not None:
+                return self._facts.capabilities
         data = self._json("version", "/version", "get")
         version = str(data["gitVersion"]) if data.get("gitVersion") else None
-        found = (version, self._api_versions())
+        made = (version, self._api_versions())
+        found = _CAPABILITIES.setdefault(made, made)  # one copy of each set per process
         with self._lock:
-            self._versions = found
+            self._facts.capabilities = found
         return found
 
     def _api_versions(self) -> tuple[str, ...]:
@@ -417,7 +451,7 @@ class KubeClient:
             for version in group.get("versions") or []:
                 if version.get("groupVersion"):
                     versions.add(str(version["groupVersion"]))
-        return tuple(sorted(versions))
+        return tuple(sorted(sys.intern(v) for v in versions))  # the same strings everywhere
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -509,17 +543,31 @@ def _reason(exc: BaseException) -> str:
 
 
 class ClientFactory:
-    """One ``KubeClient`` per (kubeconfig, context), created on first use and reused.
+    """One ``KubeClient`` per (kubeconfig, context), created on first use and reused, for
+    the ``max_clients`` clusters used last.
 
     A worker serves many targets on the same clusters; building a client (TLS context,
-    connection pool, discovery) per reconcile would cost more than the reconcile.
+    connection pool, discovery) per reconcile would cost more than the reconcile.  But a
+    process of a large fleet speaks to each cluster now and then, and a client kept for
+    ever per cluster made its memory grow with the fleet: beyond ``max_clients`` the least
+    recently used is closed and forgotten.  Rebuilding it costs no request: the kubeconfig
+    is parsed once, discovery is read from its cache file into the process's shared copy.
+    A caller still holding a client that was dropped may go on using it (its connection
+    pool is only emptied), so drop none that a step in flight needs: keep ``max_clients``
+    above the clusters one process speaks to at once.
     """
 
     def __init__(self, *, cache_dir: Path, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 overlap: int = OVERLAP) -> None:  # fmt: skip
+                 overlap: int = OVERLAP, max_clients: int | None = None) -> None:  # fmt: skip
         self.cache_dir = cache_dir
         self.timeout = timeout
-        self._clients: dict[tuple[str, str], KubeClient] = {}
+        #: Clients kept at most (``RECONCILER_KUBE_CLIENTS`` unless told).
+        self.max_clients = max(1, settings.load().kube_clients if max_clients is None
+                               else max_clients)  # fmt: skip
+        #: The least recently used first.
+        self._clients: OrderedDict[tuple[str, str], KubeClient] = OrderedDict()
+        #: By (kubeconfig, context, server): a context moved to another server starts afresh.
+        self._facts: dict[tuple[str, str, str], ClusterFacts] = {}
         self._kubeconfigs: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         self._lock = threading.Lock()
         # One small pool for every cluster: a step's requests (a wave's dry-runs, the
@@ -535,6 +583,7 @@ class ClientFactory:
         with self._lock:
             existing = self._clients.get(key)
             if existing is not None:
+                self._clients.move_to_end(key)
                 return existing
             try:
                 configuration = k8s.Configuration()
@@ -553,9 +602,27 @@ class ClientFactory:
             created = KubeClient(
                 name=name, api_client=api_client, cache_dir=self.cache_dir, timeout=self.timeout,
                 pool=self._pool,
+                facts=self._facts.setdefault((*key, configuration.host), ClusterFacts()),
             )
             self._clients[key] = created
+            while len(self._clients) > self.max_clients:
+                _, dropped = self._clients.popitem(last=False)
+                dropped.close()
             return created
+
+    def __len__(self) -> int:
+        """Clients kept now."""
+        with self._lock:
+            return len(self._clients)
+
+    def clear(self) -> None:
+        """Close and forget every client; the factory stays usable (beat, after a pass
+        over the fleet that it will not make again for a while)."""
+        with self._lock:
+            dropped = list(self._clients.values())
+            self._clients.clear()
+        for kube in dropped:
+            kube.close()
 
     def _kubeconfig(self, path: str) -> dict[str, Any]:
         """The kubeconfig at ``path``, parsed once while the file does not change.
@@ -577,11 +644,9 @@ class ClientFactory:
         return data
 
     def close(self) -> None:
-        """Close every client."""
-        with self._lock:
-            for kube in self._clients.values():
-                kube.close()
-            self._clients.clear()
+        """Close every client, and the threads of their requests."""
+        self.clear()
+        self._facts.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
