@@ -222,7 +222,8 @@ class KubeClient:
         if conf.refresh_api_key_hook is not None:
             conf.refresh_api_key_hook(conf)
         headers = {"Accept": "application/json", "User-Agent": "reconciler-watcher"}
-        token = conf.get_api_key_with_prefix("authorization")
+        # Where the kubeconfig loader puts a token (``auth_settings`` reads it so too).
+        token = conf.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         elif conf.username and conf.password:

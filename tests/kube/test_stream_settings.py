@@ -36,6 +36,7 @@ def test_clusters_with_the_same_tls_settings_share_one_ssl_context(tmp_path: Pat
         a, b, c = (factory.for_cluster(name=n, context=n, kubeconfig=path).stream_settings()
                    for n in "abc")  # fmt: skip
         assert a.base.endswith("/clusters/a") and b.base.endswith("/clusters/b")
+        assert a.headers["Authorization"] == "Bearer secret-token"
         assert a.ssl is not None and a.ssl is b.ssl  # one CA store for both
         assert c.ssl is not None and c.ssl is not a.ssl  # this one verifies the server
         assert c.ssl.check_hostname and not a.ssl.check_hostname
