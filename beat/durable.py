@@ -8,12 +8,19 @@ be read while restoring is read (and merged) before it is ever written, so its c
 never overwritten by a set that was restored without it.  A cluster that cannot be
 reached is tried again at most every ``RETRY_EVERY`` seconds, so a blackholed API server
 cannot stall beat's loop past its lease.
+
+Beat speaks to a cluster here once per pass over the fleet (a restore, a changed set), so
+it keeps no client between passes: a pass's clients are closed when it ends, and beat's
+memory does not grow with the fleet.  Building them again costs no request (the
+kubeconfig and discovery are cached; see ``reconciler.kube``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler import inventory as inv
@@ -42,6 +49,14 @@ class SuspensionCopies:
         self.pending: set[str] = set()
         self._failed_at: dict[str, float] = {}
 
+    @contextmanager
+    def _pass(self) -> Iterator[None]:
+        """One pass over the fleet; its clients are closed at its end."""
+        try:
+            yield
+        finally:
+            self.clients.clear()
+
     def _client(self, cluster: Cluster) -> KubeClient:
         return self.clients.for_cluster(
             name=cluster.name, context=cluster.context, kubeconfig=cluster.kubeconfig
@@ -60,29 +75,31 @@ class SuspensionCopies:
         """
         found: set[str] = set()
         unreachable: list[str] = []
-        for cluster in fleet.clusters:
-            try:
-                found |= self._read_one(cluster)
-            except ReconcilerError as exc:
-                log.warning("suspensions: cluster %s did not answer (%s); read again later",
-                            cluster.name, exc)  # fmt: skip
-                unreachable.append(cluster.name)
-                self._failed_at[cluster.name] = time.monotonic()
+        with self._pass():
+            for cluster in fleet.clusters:
+                try:
+                    found |= self._read_one(cluster)
+                except ReconcilerError as exc:
+                    log.warning("suspensions: cluster %s did not answer (%s); read again "
+                                "later", cluster.name, exc)  # fmt: skip
+                    unreachable.append(cluster.name)
+                    self._failed_at[cluster.name] = time.monotonic()
         self.pending = set(unreachable)
         return found, unreachable
 
     def merge_pending(self, fleet: Fleet) -> set[str]:
         """Suspensions from pending clusters that answer now (to add to Redis)."""
         found: set[str] = set()
-        for cluster in fleet.clusters:
-            if cluster.name not in self.pending or not self._due(cluster.name):
-                continue
-            try:
-                found |= self._read_one(cluster)
-            except ReconcilerError:
-                self._failed_at[cluster.name] = time.monotonic()
-                continue
-            self.pending.discard(cluster.name)
+        with self._pass():
+            for cluster in fleet.clusters:
+                if cluster.name not in self.pending or not self._due(cluster.name):
+                    continue
+                try:
+                    found |= self._read_one(cluster)
+                except ReconcilerError:
+                    self._failed_at[cluster.name] = time.monotonic()
+                    continue
+                self.pending.discard(cluster.name)
         self.pending &= {cluster.name for cluster in fleet.clusters}
         return found
 
@@ -90,21 +107,23 @@ class SuspensionCopies:
         """Bring every cluster's copy to ``suspended``; returns how many were written."""
         wanted = frozenset(suspended)
         written = 0
-        for cluster in fleet.clusters:
-            if (cluster.name in self.pending or self._written.get(cluster.name) == wanted
-                    or not self._due(cluster.name)):  # fmt: skip
-                continue
-            manifest = durable_copy(wanted)
-            try:
-                write_system_configmap(self._client(cluster), manifest)
-            except ReconcilerError as exc:
-                if cluster.name not in self._failed_at:
-                    log.warning("suspensions not copied to cluster %s yet: %s", cluster.name, exc)
-                self._failed_at[cluster.name] = time.monotonic()
-                continue
-            self._failed_at.pop(cluster.name, None)
-            self._written[cluster.name] = wanted
-            written += 1
+        with self._pass():
+            for cluster in fleet.clusters:
+                if (cluster.name in self.pending or self._written.get(cluster.name) == wanted
+                        or not self._due(cluster.name)):  # fmt: skip
+                    continue
+                manifest = durable_copy(wanted)
+                try:
+                    write_system_configmap(self._client(cluster), manifest)
+                except ReconcilerError as exc:
+                    if cluster.name not in self._failed_at:
+                        log.warning("suspensions not copied to cluster %s yet: %s",
+                                    cluster.name, exc)  # fmt: skip
+                    self._failed_at[cluster.name] = time.monotonic()
+                    continue
+                self._failed_at.pop(cluster.name, None)
+                self._written[cluster.name] = wanted
+                written += 1
         return written
 
     def _due(self, cluster: str) -> bool:
