@@ -21,8 +21,13 @@ each cluster it holds:
   scheduled run whose target did not change record "unchanged" without a request.
 
 One asyncio loop serves every watch of the replica: a thousand clusters cost sockets,
-not threads.  Redis is written from a thread (redis-py is blocking), in one batch every
-``FLUSH_EVERY`` seconds.
+not threads, and one HTTP session whose connector pools the connections of every
+cluster (kubesim's clusters are paths of one server; clusters with the same CA and
+credentials share one SSL context).  What a cluster costs beyond its open watches is what
+was seen of its objects: a watch keeps no list and no event once it is read, and the
+cluster's client is asked of the factory when a watch starts (the factory may drop it
+in between, and rebuilds it without a request).  Redis is written from a thread
+(redis-py is blocking), in one batch every ``FLUSH_EVERY`` seconds.
 """
 
 from __future__ import annotations
@@ -137,9 +142,10 @@ class Sink:
 class ClusterWatch:
     """Every watch of one cluster, and what they have seen."""
 
-    def __init__(self, name: str, kube: KubeClient, session: aiohttp.ClientSession,
-                 sink: Sink) -> None:  # fmt: skip
+    def __init__(self, name: str, kube: Callable[[], KubeClient],
+                 session: aiohttp.ClientSession, sink: Sink) -> None:  # fmt: skip
         self.name = name
+        #: The cluster's client, from the factory each time: not held between watches.
         self.kube = kube
         self.session = session
         self.sink = sink
@@ -176,7 +182,7 @@ class ClusterWatch:
     # -- the inventories say which kinds to watch ----------------------------------------
 
     async def _inventories(self) -> None:
-        kind = await asyncio.to_thread(self.kube.require_kind, "", "ConfigMap")
+        kind = await asyncio.to_thread(lambda: self.kube().require_kind("", "ConfigMap"))
         path = kind.path(inv.NAMESPACE)
         await self._watch(_INVENTORY, kind, path, inv.INVENTORY_LABEL,
                           self._inventory_listed, self._inventory_event)  # fmt: skip
@@ -206,7 +212,7 @@ class ClusterWatch:
     # -- the managed objects -------------------------------------------------------------
 
     async def _objects(self, group: str, kind_name: str) -> None:
-        kind: Kind | None = await asyncio.to_thread(self.kube.kind, group, kind_name)
+        kind: Kind | None = await asyncio.to_thread(lambda: self.kube().kind(group, kind_name))
         if kind is None:  # not served (a CRD gone): nothing of it can drift
             self.listed_at[(group, kind_name)] = 0.0
             return
@@ -279,7 +285,7 @@ class ClusterWatch:
         listed: Callable[[list[dict[str, Any]], int], None],
         event: Callable[[str, dict[str, Any]], None],
     ) -> None:
-        settings = await asyncio.to_thread(self.kube.stream_settings)
+        settings = await asyncio.to_thread(lambda: self.kube().stream_settings())
         url = settings.base + path
         rv: str | None = None
         failures = 0
@@ -310,21 +316,12 @@ class ClusterWatch:
                     response.raise_for_status()
                     failures = 0
                     async for line in response.content:
-                        if not line.strip():
-                            continue
-                        message = json.loads(line)
-                        verb, obj = message.get("type"), message.get("object") or {}
-                        if verb == "ERROR":
-                            if obj.get("code") == 410:  # too old: list again
-                                rv = None
-                                break
-                            raise aiohttp.ClientError(str(obj.get("message", obj)))
-                        new_rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                        if verb != "BOOKMARK":
-                            obj.setdefault("apiVersion", kind.api_version)
-                            obj.setdefault("kind", kind.kind)
-                            event(str(verb), obj)
-                        rv = new_rv
+                        # Read in a call of its own, and the line let go: no event stays
+                        # referenced by this frame while the watch waits for the next.
+                        rv = _on_line(line, kind, event, rv)
+                        del line
+                        if rv is None:  # too old: list again
+                            break
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, TimeoutError, ValueError, ReconcilerError) as exc:
@@ -352,6 +349,26 @@ class ClusterWatch:
             token = meta.get("continue") or ""
             if not token:
                 return items, str(meta.get("resourceVersion") or "0")
+
+
+def _on_line(line: bytes, kind: Kind, event: Callable[[str, dict[str, Any]], None],
+             rv: str | None) -> str | None:  # fmt: skip
+    """One line of a watch, told to ``event``; the resourceVersion to resume from, None
+    when the server says it is too old (list again)."""
+    if not line.strip():
+        return rv
+    message = json.loads(line)
+    verb, obj = message.get("type"), message.get("object") or {}
+    if verb == "ERROR":
+        if obj.get("code") == 410:
+            return None
+        raise aiohttp.ClientError(str(obj.get("message", obj)))
+    new_rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+    if verb != "BOOKMARK":
+        obj.setdefault("apiVersion", kind.api_version)
+        obj.setdefault("kind", kind.kind)
+        event(str(verb), obj)
+    return new_rv
 
 
 class Watcher:
@@ -428,8 +445,14 @@ class Watcher:
 
     def _take(self, fleet: Fleet, name: str) -> None:
         cluster = fleet.cluster(name)
-        kube = self.clients.for_cluster(name=name, context=cluster.context,
-                                        kubeconfig=cluster.kubeconfig)  # fmt: skip
+        # A context the kubeconfig lacks fails here, before a watch starts.
+        self.clients.for_cluster(name=name, context=cluster.context,
+                                 kubeconfig=cluster.kubeconfig)  # fmt: skip
+
+        def kube() -> KubeClient:
+            return self.clients.for_cluster(name=name, context=cluster.context,
+                                            kubeconfig=cluster.kubeconfig)  # fmt: skip
+
         assert self._session is not None
         watch = ClusterWatch(name, kube, self._session, self.sink)
         watch.start()
