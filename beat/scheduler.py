@@ -60,6 +60,11 @@ log = logging.getLogger("reconciler.beat")
 
 ENTRY_PREFIX = "app:"
 TASK = "reconciler.reconcile_app"
+#: The entry that moves progressive rollouts on (a soak ends with nothing finishing).
+ROLLOUT_ENTRY = "rollouts"
+ROLLOUT_TASK = "reconciler.advance_rollouts"
+#: Seconds between two looks at the rollouts in progress: how late a soak may end.
+ROLLOUT_TICK = 5.0
 #: Seconds between two comparisons of the fleet file with the schedule.
 SYNC_EVERY = load_settings().beat_sync
 #: Errors that mean "Redis (or the broker on it) is away for now", never "beat is broken".
@@ -133,7 +138,24 @@ def sync_schedule(
     for key in existing - {conf.key_prefix + name for name in wanted}:
         RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
         counts["removed"] += 1
+    _sync_rollout_tick(celery_app, fleet, client)
     return counts
+
+
+def _sync_rollout_tick(celery_app: Celery, fleet: Fleet, client: Any) -> None:
+    """One entry ticks every rollout while some application rolls out, none otherwise."""
+    conf = celery_app.redbeat_conf
+    key = conf.key_prefix + ROLLOUT_ENTRY
+    present = client.zscore(conf.schedule_key, key) is not None
+    wanted = any(app.rollout is not None for app in fleet.applications)
+    if wanted and not present:
+        RedBeatSchedulerEntry(
+            name=ROLLOUT_ENTRY, task=ROLLOUT_TASK, schedule=schedule(run_every=ROLLOUT_TICK),
+            args=[], kwargs={}, app=celery_app,
+            options={"queue": queue_for(forced=True), "expires": ROLLOUT_TICK},
+        ).save()  # fmt: skip
+    elif present and not wanted:
+        RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
 
 
 def forget_departed_targets(client: redis.Redis, keys: Keys, fleet: Fleet) -> int:

@@ -427,6 +427,59 @@ def resume(**params: Any) -> int:
     return run_with(guarded(functools.partial(cmd_suspend, suspend=False)), **params)
 
 
+# -- rollout -------------------------------------------------------------------------------
+
+
+@reconciler.group(context_settings=CONTEXT_SETTINGS)
+def rollout() -> None:
+    """APP's progressive rollout: status, promote, pause, resume, abort."""
+
+
+@rollout.command("status", context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@listing_option()
+def rollout_status(**params: Any) -> int:
+    """Per step: the clusters, the revision each is assigned and runs, sync and health."""
+    return handler("cli.rollout", "cmd_rollout_status", redis=True)(**params)
+
+
+@rollout.command("promote", context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+def rollout_promote(**params: Any) -> int:
+    """Skip the current step's gate: its clusters all take the revision, the next begins.
+
+    A rollout halted by a failing step goes on regardless of the failure.
+    """
+    return handler("cli.rollout", "cmd_rollout_promote", redis=True)(**params)
+
+
+@rollout.command("pause", context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@click.option("--reason", metavar="TEXT", default="", help="why, shown by 'rollout status'")
+def rollout_pause(**params: Any) -> int:
+    """Assign no more clusters until 'rollout resume'; those reached keep the revision."""
+    return handler("cli.rollout", "cmd_rollout_pause", redis=True)(**params)
+
+
+@rollout.command("resume", context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+def rollout_resume(**params: Any) -> int:
+    """Go on after a pause or a halt (a step that still fails halts it again)."""
+    return handler("cli.rollout", "cmd_rollout_resume", redis=True)(**params)
+
+
+@rollout.command("abort", context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+def rollout_abort(**params: Any) -> int:
+    """Send every cluster back to the revision it ran before this rollout began."""
+    return handler("cli.rollout", "cmd_rollout_abort", redis=True)(**params)
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 

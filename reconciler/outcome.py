@@ -63,11 +63,13 @@ class Trigger(StrEnum):
     CLI = "cli"
     #: The watcher saw a managed object change: compare now (heal it under selfHeal).
     WATCH = "watch"
+    #: A progressive rollout reached the target's cluster (or sent it back on abort).
+    ROLLOUT = "rollout"
 
     @property
     def automatic(self) -> bool:
         """Runs nobody asked for by hand: suspension stops them."""
-        return self in {Trigger.SCHEDULE, Trigger.WEBHOOK, Trigger.WATCH}
+        return self in {Trigger.SCHEDULE, Trigger.WEBHOOK, Trigger.WATCH, Trigger.ROLLOUT}
 
     @property
     def forced(self) -> bool:

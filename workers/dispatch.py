@@ -129,3 +129,14 @@ def _final_outcome(records: Records, result: AsyncResult, cluster: str) -> dict[
         return summary  # skipped: nothing was recorded
     return {"application": app_name, "cluster": cluster, "sync": "Failed",
             "errors": [{"message": str(value), "retryable": False}]}  # fmt: skip
+
+
+def enqueue_rollout_decision(app_name: str, *, sync: Sequence[str] = ()) -> AsyncResult:
+    """Send ``advance_rollout``: move the application's rollout on now, and run ``sync``
+    (clusters an operator's promote or abort reassigned) at their assigned revision."""
+    return app.send_task(
+        "reconciler.advance_rollout",
+        args=(app_name,),
+        kwargs={"sync": list(sync)},
+        queue=queue_for(forced=True),
+    )

@@ -53,6 +53,7 @@ from reconciler.store.keys import Keys
 from reconciler.store.lock import TargetLock, holder_of
 from reconciler.store.metrics import cluster_reachable
 from reconciler.store.pending import ScheduledRuns, WatchQueue
+from reconciler.store.rollout import Rollouts
 from reconciler.store.semaphore import ClusterSlots
 from workers.app import (
     HARD_TIME_LIMIT,
@@ -65,6 +66,7 @@ from workers.app import (
 from workers.broker import restore_dead_workers
 from workers.fleet_file import fleet_path, start_worker_watch, stop_worker_watch
 from workers.flower import ReconcileFailed, job_summary, skipped
+from workers.rollouts import WAITING, active, assigned, progress
 from workers.runtime import Runtime, reset_runtime, runtime
 
 log = logging.getLogger("reconciler.workers")
@@ -94,6 +96,12 @@ SLOT_RETRY = 0.1
 SLOT_RETRY_CAP = 2.0
 #: Seconds a queued scheduled run keeps newer intervals from queuing another.
 SCHEDULED_MARK_TTL = 600.0
+#: Seconds a queued rollout decision keeps others from queuing (it is given back when it
+#: starts; this bounds a lost one).
+ROLLOUT_MARK_TTL = 30.0
+#: Triggers whose run waits for a busy target instead of giving way: somebody (a push, an
+#: operator, a rollout's step) wants this run, not merely the next.
+_WAITING_TRIGGERS = frozenset({Trigger.MANUAL, Trigger.WEBHOOK, Trigger.ROLLOUT})
 
 _pulse: Pulse | None = None
 
@@ -222,7 +230,17 @@ def reconcile_app(
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
     own_options = bool(revision) or prune is not None or dry_run
     label = route_label()
-    sent = []
+    sent: list[dict[str, Any]] = []
+    # A rollout says which revision each cluster runs (an explicit revision overrides it).
+    revisions: dict[str, str | None] = {c.name: commit for c in targets}
+    if application.rollout is not None and not revision:
+        decision = progress(Rollouts(rt.client, rt.keys), rt.records, fleet, application, commit)
+        runs = decision.state.assigned if decision is not None else {}
+        revisions = {c.name: runs.get(c.name) for c in targets}
+        for cluster in [c for c in targets if revisions[c.name] is None]:
+            sent.append({"cluster": cluster.name, "task_id": None, "queued": False,
+                         "skipped": WAITING})  # fmt: skip
+        targets = [c for c in targets if revisions[c.name] is not None]
     task_ids = [str(uuid.uuid4()) for _ in targets]
     # A scheduled fan-out claims every target's mark in one round trip.
     claimed = ([True] * len(targets) if forced else
@@ -242,7 +260,8 @@ def reconcile_app(
         queue = queue_for(forced=forced, route=cluster.labels.get(label, "") if label else "")
         reconcile_target.apply_async(
             args=(app_name, cluster.name, trigger),
-            kwargs={"revision": commit, "ref": revision, "prune": prune, "dry_run": dry_run},
+            kwargs={"revision": revisions[cluster.name], "ref": revision, "prune": prune,
+                    "dry_run": dry_run},
             queue=queue,
             task_id=task_id,
         )
@@ -302,12 +321,17 @@ def reconcile_target(
     """
     rt = runtime()
     kind = Trigger(trigger)
-    forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
-    if forced and not self.request.retries:
+    forced = kind in _WAITING_TRIGGERS
+    if kind in {Trigger.MANUAL, Trigger.WEBHOOK} and not self.request.retries:
         rt.forced.clear_forced_pending(app_name, cluster_name)
     if kind is Trigger.WATCH:
         WatchQueue(rt.client, rt.keys).started(app_name, cluster_name)
     why = _not_to_run(rt, app_name, cluster_name, kind)
+    rolling = not why and not ref and _rolls_out(rt, app_name)
+    if rolling:
+        # Whatever asked for this run, the cluster runs what its rollout assigns it.
+        revision = _rollout_revision(rt, app_name, cluster_name)
+        why = WAITING if revision is None else ""
     if why:
         if kind is Trigger.SCHEDULE:
             ScheduledRuns(rt.client, rt.keys).started(app_name, cluster_name)
@@ -374,7 +398,8 @@ def reconcile_target(
                 if kind is Trigger.SCHEDULE:
                     scheduled.started(app_name, cluster_name)
                 outcome = _run(rt, app_name, cluster_name, kind, revision,
-                               Options(prune=prune, dry_run=dry_run), ref)  # fmt: skip
+                               Options(prune=prune, dry_run=dry_run), ref,
+                               pinned=rolling)  # fmt: skip
             finally:
                 slots.release(slot)
             if lock.lost:
@@ -404,6 +429,8 @@ def reconcile_target(
                            max_retries=MAX_RETRIES * 4 + deferred)  # fmt: skip
         raise retry from None
     rt.metrics.observe(data)
+    if rolling:
+        _queue_rollout_decision(rt, app_name)
     summary = job_summary(data)
     failures = self.request.retries - deferred
     if outcome.retryable and failures < MAX_RETRIES:
@@ -498,15 +525,20 @@ def _run(
     revision: str | None,
     asked: Options,
     ref: str | None = None,
+    *,
+    pinned: bool = False,
 ) -> Outcome:
-    """The engine's run, with the process's fleet and caches; never raises our errors."""
+    """The engine's run, with the process's fleet and caches; never raises our errors.
+
+    ``pinned``: ``revision`` is the one the target's rollout assigns, never replaced.
+    """
     try:
         target = rt.fleet().target(app_name, cluster_name)
         if revision is None:
             source = target.app.source
             revision = rt.resolve(dataclasses.replace(source, revision=ref) if ref else source,
                                   fresh=False)  # fmt: skip
-        elif kind is Trigger.WEBHOOK and not ref:
+        elif kind is Trigger.WEBHOOK and not ref and not pinned:
             # A later push may have moved the ref since this run was queued (its fan-out
             # joined this waiting run): apply the newest commit resolved, not the queued.
             with contextlib.suppress(ReconcilerError):
@@ -530,3 +562,96 @@ def _failed(app_name: str, cluster_name: str, kind: Trigger, revision: str | Non
                       revision=revision)  # fmt: skip
     outcome.errors.append(problem)
     return outcome
+
+
+def _rolls_out(rt: Runtime, app_name: str) -> bool:
+    """Whether the application reaches its clusters by a progressive rollout."""
+    try:
+        return rt.fleet().application(app_name).rollout is not None
+    except ReconcilerError:
+        return False
+
+
+def _rollout_revision(rt: Runtime, app_name: str, cluster_name: str) -> str | None:
+    """The revision the cluster's rollout assigns it; before any rollout state exists,
+    the revision it runs (its status entry); None when it has neither (not reached)."""
+    application = rt.fleet().application(app_name)
+    found = assigned(Rollouts(rt.client, rt.keys), application, cluster_name)
+    if found.state is not None:
+        return found.revision
+    entry = rt.records.entry(app_name, cluster_name)
+    return entry.revision if entry is not None else None
+
+
+def _queue_rollout_decision(rt: Runtime, app_name: str, *, countdown: float = 0.0) -> None:
+    """Queue a decision on the application's rollout unless one already waits."""
+    if Rollouts(rt.client, rt.keys).queue(app_name, ttl=ROLLOUT_MARK_TTL + countdown):
+        advance_rollout.apply_async(args=(app_name,), queue=queue_for(forced=True),
+                                    countdown=countdown or None)  # fmt: skip
+
+
+def send_rollout_runs(rt: Runtime, app_name: str, runs: dict[str, str]) -> list[str]:
+    """Queue a run of each cluster of ``runs`` (cluster -> revision) on the forced queue."""
+    fleet = rt.fleet()
+    label = route_label()
+    task_ids = []
+    for cluster_name, commit in runs.items():
+        try:
+            cluster = fleet.cluster(cluster_name)
+        except ConfigError:
+            continue  # left the fleet since it was assigned
+        route = cluster.labels.get(label, "") if label else ""
+        task_id = str(uuid.uuid4())
+        reconcile_target.apply_async(args=(app_name, cluster_name, Trigger.ROLLOUT.value),
+                                     kwargs={"revision": commit},
+                                     queue=queue_for(forced=True, route=route),
+                                     task_id=task_id)  # fmt: skip
+        task_ids.append(task_id)
+    return task_ids
+
+
+@app.task(name="reconciler.advance_rollout", ignore_result=True)
+def advance_rollout(app_name: str, sync: list[str] | None = None) -> dict[str, Any]:
+    """Move the application's rollout as far as its targets' status allows, and queue a
+    run of each cluster it assigned a revision (and of ``sync``: clusters an operator's
+    ``promote`` or ``abort`` reassigned)."""
+    rt = runtime()
+    rollouts = Rollouts(rt.client, rt.keys)
+    rollouts.started(app_name)
+    fleet = rt.fleet()
+    try:
+        application = fleet.application(app_name)
+    except ConfigError:
+        rollouts.forget(app_name)
+        return {"application": app_name, "skipped": "not in the fleet"}
+    if application.rollout is None:
+        return {"application": app_name, "skipped": "no rollout"}
+    if application.sync.suspended or rt.suspended(app_name):
+        return {"application": app_name, "skipped": "suspended"}
+    try:
+        head: str | None = rt.resolve(application.source, fresh=False)
+    except ReconcilerError as exc:
+        log.warning("rollout of %s: source: %s", app_name, exc)
+        head = None
+    decision = progress(rollouts, rt.records, fleet, application, head)
+    if decision is None:
+        return {"application": app_name, "skipped": "no rollout yet"}
+    state = decision.state
+    wanted = {c: state.assigned[c] for c in (*decision.sync, *(sync or ())) if c in state.assigned}
+    send_rollout_runs(rt, app_name, wanted)
+    return {"application": app_name, "revision": state.revision, "phase": state.shown_phase,
+            "step": state.step, "sent": sorted(wanted)}  # fmt: skip
+
+
+@app.task(name="reconciler.advance_rollouts", ignore_result=True)
+def advance_rollouts() -> dict[str, Any]:
+    """Beat's tick: queue a decision on every rollout that may move (a soak that ends
+    moves nothing by itself, and a decision a lost message never made is made here)."""
+    rt = runtime()
+    fleet = rt.fleet()
+    names = [a.name for a in fleet.applications if a.rollout is not None]
+    states = Rollouts(rt.client, rt.keys).read_many(names)
+    moving = [name for name in names if active(states.get(name))]
+    for name in moving:
+        _queue_rollout_decision(rt, name)
+    return {"rollouts": moving}

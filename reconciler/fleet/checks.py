@@ -121,6 +121,25 @@ def _duplicates(collection: str, entries: Sequence[Entry[T]]) -> list[Problem]:
     return out
 
 
+def _check_rollout(
+    findings: Findings, entry: Loc, app: Application, targets: Sequence[Cluster]
+) -> None:
+    """A rollout step that none of the application's clusters falls into is a warning:
+    its gate passes at once, which is rarely what its author meant (a label mistyped)."""
+    if app.rollout is None or not targets:
+        return
+    left = list(targets)
+    for s_index, step in enumerate(app.rollout.steps):
+        mine = [cluster for cluster in left if step.clusters.matches(cluster)]
+        if not mine:
+            findings.warnings.append(
+                Problem((*entry, "rollout", "steps", s_index, "clusters"),
+                        "selects none of the application's clusters (or only clusters an "
+                        "earlier step took); the step is passed at once")
+            )  # fmt: skip
+        left = [cluster for cluster in left if cluster not in mine]
+
+
 def _check_application(
     findings: Findings,
     index: int,
@@ -145,6 +164,7 @@ def _check_application(
         findings.warnings.append(
             Problem((*entry, "destination", "clusters"), "matches no cluster; nothing is deployed")
         )
+    _check_rollout(findings, entry, app, targets)
     source = app.source
     value_files = source.helm.value_files if source.helm else ()
     static = [

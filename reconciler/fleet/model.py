@@ -90,6 +90,8 @@ __all__ = [
     "Project",
     "ProjectDestinations",
     "ResourceRule",
+    "Rollout",
+    "RolloutStep",
     "Source",
     "SyncPolicy",
     "Target",
@@ -343,6 +345,46 @@ Timeout = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(_DURATION_SCHEMA),
 ]
+
+
+def _soak(value: object) -> float:
+    seconds = _seconds(value)
+    if seconds < 0:
+        raise invalid(f"{quote(value)} must not be negative")
+    if math.isinf(seconds):
+        raise invalid(f"{quote(value)} must be a finite duration")
+    return seconds
+
+
+_PERCENT = re.compile(r"(\d{1,3})%")
+
+
+def _max_unavailable(value: object) -> int | str:
+    """A number of clusters (1 or more) or a percentage of the step's (``25%``)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise invalid(f"expected a number of clusters or a percentage, got {type_name(value)}")
+    if isinstance(value, int):
+        if value < 1:
+            raise invalid(f"{value} must be at least 1")
+        return value
+    found = _PERCENT.fullmatch(value.strip())
+    if found is None or not 1 <= int(found.group(1)) <= 100:
+        raise invalid(f"invalid {quote(value)}: use a number, or a percentage from 1% to 100%")
+    return f"{int(found.group(1))}%"
+
+
+Soak = Annotated[
+    float,
+    BeforeValidator(_soak),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
+MaxUnavailable = Annotated[
+    int | str,
+    BeforeValidator(_max_unavailable),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1},
+                              {"type": "string", "pattern": r"^\d{1,3}%$"}]}),
+]  # fmt: skip
 
 
 def _name_of(data: dict[str, Any]) -> str:
@@ -894,6 +936,43 @@ class IgnoreRule(_Model):
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class RolloutStep(_Model):
+    """One step of a progressive rollout: which clusters, how many at once, the gate."""
+
+    clusters: Annotated[
+        ClusterSelector,
+        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
+    ] = Field(default_factory=ClusterSelector)
+    """The step's clusters (of the application's): a selector, or a map of labels."""
+    max_unavailable: MaxUnavailable = "100%"
+    """Clusters of the step updated at a time: a number, or a percentage of the step's."""
+    soak: Soak = 0.0
+    """How long (seconds) every target of the step stays Synced and Healthy before the next."""
+
+    def batch(self, size: int) -> int:
+        """Clusters of a step of ``size`` that may be updating at once (at least one)."""
+        if isinstance(self.max_unavailable, int):
+            return self.max_unavailable
+        percent = int(self.max_unavailable.rstrip("%"))
+        return max(1, size * percent // 100)
+
+
+def _some_steps(value: tuple[RolloutStep, ...]) -> tuple[RolloutStep, ...]:
+    if not value:
+        raise invalid("must list at least one step")
+    return value
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class Rollout(_Model):
+    """A new revision reaches the application's clusters step by step, each gated on the
+    health of the one before; clusters no step selects come last."""
+
+    steps: Annotated[tuple[RolloutStep, ...], AfterValidator(_some_steps)]
+    """The steps, in order; a cluster belongs to the first step that selects it."""
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Application(_Model):
     """A set of manifests from Git, applied to every cluster its selector matches."""
 
@@ -909,6 +988,8 @@ class Application(_Model):
     """Fields the diff does not compare."""
     project: Name | None = None
     """The project whose rules bind it (projects[].name); "default", when defined, if absent."""
+    rollout: Rollout | None = None
+    """How a new revision reaches its clusters; every cluster at once when absent."""
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -1149,13 +1230,15 @@ class Fleet:
     def to_dict(self) -> dict[str, Any]:
         """The fleet with every default filled in; ``parse_fleet`` reads it back unchanged.
 
-        ``projects`` and ``applications[].project`` appear only when written, so the
-        fingerprint of a fleet without projects is what it was before they existed.
+        ``projects``, ``applications[].project`` and ``applications[].rollout`` appear
+        only when written, so the fingerprint of a fleet without them is what it was
+        before they existed.
         """
         applications = _APPLICATIONS.dump_python(self.applications, mode="json", by_alias=True)
         for app in applications:
-            if app.get("project") is None:
-                app.pop("project", None)
+            for optional in ("project", "rollout"):
+                if app.get(optional) is None:
+                    app.pop(optional, None)
         data: dict[str, Any] = {
             "clusters": _CLUSTERS.dump_python(self.clusters, mode="json", by_alias=True),
             "applications": applications,

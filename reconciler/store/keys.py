@@ -188,6 +188,14 @@ class Keys:
 
     # -- fleet ---------------------------------------------------------------------------
 
+    def rollout(self, app: str) -> str:
+        """String: the JSON state of ``app``'s progressive rollout (``reconciler.rollout``)."""
+        return f"{self.prefix}rollout:{check_name(app, what='application')}"
+
+    def rollout_queued(self, app: str) -> str:
+        """String: set while a decision on ``app``'s rollout waits in the queue."""
+        return f"{self.prefix}rollout-queued:{check_name(app, what='application')}"
+
     def suspended(self) -> str:
         """Set: names of the applications whose reconciles are suspended."""
         return f"{self.prefix}suspended"

@@ -117,6 +117,8 @@ class Stack:
     prefix: str
     procs: list[Proc] = field(default_factory=list)
     _apis: dict[str, client.ApiClient] = field(default_factory=dict)
+    #: The simulated clusters of the fleet file, with their labels.
+    labels: dict[str, dict[str, str]] = field(default_factory=lambda: dict(LABELS))
 
     # -- Git and the fleet -----------------------------------------------------------------
 
@@ -139,16 +141,17 @@ class Stack:
         return {
             "name": name,
             "source": {"repo": str(self.repo.path), "revision": "main", "path": path or name},
-            "destination": {"namespace": name, "clusters": clusters or {"names": list(CLUSTERS)}},
+            "destination": {"namespace": name,
+                            "clusters": clusters or {"names": list(self.labels)}},
             "sync": {"interval": interval, **sync},
         }
 
     def write_fleet(self, *applications: dict[str, Any]) -> None:
-        """The fleet file: the three simulated clusters and ``applications``."""
+        """The fleet file: the simulated clusters and ``applications``."""
         fleet = {
             "clusters": [
-                {"name": name, "kubeconfig": self.kubeconfig, "labels": LABELS[name]}
-                for name in CLUSTERS
+                {"name": name, "kubeconfig": self.kubeconfig, "labels": labels}
+                for name, labels in self.labels.items()
             ],
             "applications": list(applications),
         }
@@ -421,9 +424,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def sim() -> Iterator[SimHandle]:
-    """Three simulated clusters of this test's own (faults and request logs included)."""
-    with kubesim.serve(list(CLUSTERS), controller_delay=0.05) as handle:
+def cluster_labels() -> dict[str, dict[str, str]]:
+    """The simulated clusters and their labels; a module needing others overrides it."""
+    return dict(LABELS)
+
+
+@pytest.fixture
+def sim(cluster_labels: dict[str, dict[str, str]]) -> Iterator[SimHandle]:
+    """Simulated clusters of this test's own (faults and request logs included)."""
+    with kubesim.serve(list(cluster_labels), controller_delay=0.05) as handle:
         yield handle
 
 
@@ -434,6 +443,7 @@ def stack(
     tmp_path: Path,
     redis_url: str,
     redis_prefix: str,
+    cluster_labels: dict[str, dict[str, str]],
 ) -> Iterator[Stack]:
     """A whole installation: kubesim, a Git repo, a fleet file and a private Redis prefix."""
     repo = GitRepo(tmp_path / "repo")
@@ -463,6 +473,7 @@ def stack(
         env=env,
         redis_url=redis_url,
         prefix=redis_prefix,
+        labels=dict(cluster_labels),
     )
     try:
         yield state
