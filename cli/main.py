@@ -182,6 +182,28 @@ def diff(**params: Any) -> int:
 
 
 @reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@click.argument("apps", metavar="[APP]...", nargs=-1)
+@click.option("--revision", required=True, metavar="REF",
+              help="the branch, tag or commit to plan (it need not be merged)")
+@click.option("--cluster", multiple=True, metavar="NAME", help="only this cluster (repeatable)")
+@click.option("--diff", is_flag=True, help="show the diff of every object that would change")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml", "markdown"]),
+              default="table", show_default=True,
+              help="table, json or yaml (every target's plan), markdown (a pull-request comment)")
+def plan(**params: Any) -> int:  # fmt: skip
+    """What REF would do to every cluster of APP (of every application when none).
+
+    Rendered at REF for each target, compared with the live state and checked by the
+    server's dry-run: objects to create, change (with the field paths) and prune, and the
+    hooks a sync would run, in rollout step order. Writes nothing; read access to the
+    clusters is enough. Exit 0 when nothing would change, 1 when something would, 2 on bad
+    input (a render error names the file and line).
+    """
+    return handler("cli.plan", "cmd_plan")(**params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json",
               show_default=True)  # fmt: skip
 def schema(**params: Any) -> int:

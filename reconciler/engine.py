@@ -31,18 +31,26 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from reconciler import inventory as inv
-from reconciler.errors import ClusterUnavailable, Invalid, ReconcilerError, RenderError
+from reconciler.errors import (
+    ClusterError,
+    ClusterUnavailable,
+    Invalid,
+    ReconcilerError,
+    RenderError,
+)
 from reconciler.fleet import Source, Target
 from reconciler.health import aggregate, health_of
 from reconciler.hooks import DeletePolicy, Hook, HookResult, Phase, is_hook
+from reconciler.inventory import Inventory
 from reconciler.kube.client import ClientFactory, KubeClient
 from reconciler.model import (
     MANAGED_BY_LABEL,
@@ -183,6 +191,24 @@ class _Applied:
     objects: dict[ObjectKey, Manifest] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a sync of one target at one revision would do (``Engine.preview``)."""
+
+    target: Target
+    revision: str | None
+    #: The plan of a forced sync; None when a stage stopped it (``errors`` say why).
+    plan: Plan | None
+    errors: tuple[Problem, ...] = ()
+    reason: str = ""
+    #: How writes were confirmed: ``server dry-run``, or why only client-side.
+    checked: str = ""
+    #: Writes the server's dry-run found would leave the object as it is.
+    server_unchanged: frozenset[ObjectKey] = frozenset()
+    #: Writes the server's dry-run rejected, with its message.
+    rejected: Mapping[ObjectKey, str] = field(default_factory=dict)
+
+
 class GitResolver:
     """The source stage, uncached: the commit a revision names, from the Git mirror."""
 
@@ -265,28 +291,10 @@ class Engine:
             with _stage(Reason.SOURCE_FAILED):
                 commit = options.revision or self.resolve(app.source, options.fresh)
             outcome.revision = commit
-            # 2. Render: the objects Git wants on this cluster.
-            desired, kube = self.desired(target, commit)
-            # 3. Live state: the inventory, then one list per kind (desired or inventoried).
-            with _stage(Reason.LIVE_STATE_FAILED):
-                inventory = inv.from_configmap(
-                    kube.get("", "ConfigMap", inv.NAMESPACE, inv.name_for(app.name))
-                )
-                live = self._read_live(kube, app.name, desired, inventory)
-            # 4. Plan, pure: drift, what to refuse, write, prune and run.  It needs who
-            #    owns the live copy of each desired object, and for a Namespace it may
-            #    prune, which other applications have objects in it.
-            namespaces: dict[str, bool] = {}  # existence, learnt once per run
-            with _stage(Reason.LIVE_STATE_FAILED):
-                live += self._read_unowned(kube, desired, live, namespaces)
-                neighbours = self._read_neighbours(kube, app.name, desired, live)
+            # 2.-4. Render, live state, plan.
+            kube, the_plan, live, inventory, namespaces = self._planned(
+                target, commit, trigger, options.prune)
             applied.objects = {ObjectKey.of(o): o for o in live}
-            with _stage(Reason.RENDER_FAILED):
-                policy = (app.sync if options.prune is None
-                          else dataclasses.replace(app.sync, prune=options.prune))  # fmt: skip
-                the_plan = plan(desired, live, inventory, policy, trigger, commit,
-                                app=app.name, ignore=app.ignore_differences,
-                                rules=target.project, neighbours=neighbours)  # fmt: skip
             outcome.drift.extend(the_plan.drift)
             if the_plan.refused:  # nothing is written, not even in a dry run's report
                 raise _Stop(the_plan.refused[0].reason, [
@@ -313,6 +321,101 @@ class Engine:
         outcome.sync = _verdict(outcome, the_plan, executed=executed)
         outcome.duration = round(time.monotonic() - started, 4)
         return outcome
+
+    def _planned(
+        self, target: Target, commit: str, trigger: Trigger, prune: bool | None
+    ) -> tuple[KubeClient, Plan, list[Manifest], Inventory, dict[str, bool]]:
+        """Stages 2 to 4, which read and never write: render, live state, the plan.
+
+        Returns the cluster's client, the plan, the live objects it was made from, the
+        inventory, and the namespaces whose existence was learnt (by name).
+        """
+        app = target.app
+        # 2. Render: the objects Git wants on this cluster.
+        desired, kube = self.desired(target, commit)
+        # 3. Live state: the inventory, then one list per kind (desired or inventoried).
+        with _stage(Reason.LIVE_STATE_FAILED):
+            inventory = inv.from_configmap(
+                kube.get("", "ConfigMap", inv.NAMESPACE, inv.name_for(app.name))
+            )
+            live = self._read_live(kube, app.name, desired, inventory)
+        # 4. Plan, pure: drift, what to refuse, write, prune and run.  It needs who owns
+        #    the live copy of each desired object, and for a Namespace it may prune, which
+        #    other applications have objects in it.
+        namespaces: dict[str, bool] = {}  # existence, learnt once per run
+        with _stage(Reason.LIVE_STATE_FAILED):
+            live += self._read_unowned(kube, desired, live, namespaces)
+            neighbours = self._read_neighbours(kube, app.name, desired, live)
+        with _stage(Reason.RENDER_FAILED):
+            policy = app.sync if prune is None else dataclasses.replace(app.sync, prune=prune)
+            the_plan = plan(desired, live, inventory, policy, trigger, commit,
+                            app=app.name, ignore=app.ignore_differences,
+                            rules=target.project, neighbours=neighbours)  # fmt: skip
+        return kube, the_plan, live, inventory, namespaces
+
+    def preview(self, target: Target, commit: str) -> Preview:
+        """What a sync of ``target`` at ``commit`` would do, found without writing.
+
+        The plan a forced sync would make (what to create, change, prune, which hooks
+        run), each write then checked by the server's dry-run where the namespace exists:
+        a change the server's defaults make disappear is no change, a write it rejects is
+        named.  Read access is enough: a dry-run the cluster does not permit is skipped,
+        and the plan says it compared client-side.
+        """
+        try:
+            kube, the_plan, live, _inventory, namespaces = self._planned(
+                target, commit, Trigger.CLI, None)
+            if the_plan.refused:
+                raise _Stop(the_plan.refused[0].reason, [
+                    Problem(r.message, False, str(r.key)) for r in the_plan.refused
+                ])  # fmt: skip
+            with _stage(Reason.LIVE_STATE_FAILED):
+                return self._checked_preview(target, kube, the_plan, live, namespaces)
+        except _Stop as stop:
+            return Preview(target, commit, None, errors=tuple(stop.problems),
+                           reason=stop.reason.value)  # fmt: skip
+
+    def _checked_preview(
+        self,
+        target: Target,
+        kube: KubeClient,
+        the_plan: Plan,
+        live: Sequence[Manifest],
+        namespaces: dict[str, bool],
+    ) -> Preview:
+        by_key = {ObjectKey.of(o): o for o in live}
+        creating = {str((o.get("metadata") or {}).get("name", ""))
+                    for o in the_plan.scaffolding if o.get("kind") == "Namespace"}  # fmt: skip
+
+        def checkable(obj: Manifest) -> bool:
+            namespace = _namespace_of(obj)
+            return not namespace or (
+                namespace not in creating and _namespace_exists(kube, namespace, namespaces)
+            )
+
+        writes = [o for o in the_plan.writes if checkable(o)]
+        unchanged: set[ObjectKey] = set()
+        rejected: dict[ObjectKey, str] = {}
+        checked = "server dry-run"
+        answers = kube.apply_all(writes, dry_run=True, force=target.app.sync.force)
+        for obj, answer in zip(writes, answers, strict=True):
+            key = ObjectKey.of(obj)
+            if isinstance(answer, ClusterError) and answer.status == 403:
+                checked = f"client-side (the server dry-run is not permitted: {answer})"
+                unchanged.clear()
+                rejected.clear()
+                break
+            if isinstance(answer, ClusterUnavailable):
+                raise answer
+            if isinstance(answer, ReconcilerError):
+                rejected[key] = str(answer)
+                continue
+            found = by_key.get(key)
+            if found is not None and _same_object(answer, found):
+                unchanged.add(key)
+        return Preview(target, the_plan.revision, the_plan, checked=checked,
+                       server_unchanged=frozenset(unchanged),
+                       rejected=MappingProxyType(rejected))  # fmt: skip
 
     def desired(self, target: Target, commit: str) -> tuple[list[Manifest], KubeClient]:
         """The render stage alone: the objects Git wants on the target's cluster at ``commit``.
@@ -818,6 +921,10 @@ def write_system_configmap(kube: KubeClient, manifest: Manifest) -> None:
         kube.apply(manifest, force=True)
 
 
+def _namespace_of(obj: Manifest) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
 def _namespace_exists(kube: KubeClient, name: str, known: dict[str, bool]) -> bool:
     """Whether namespace ``name`` exists: asked of the cluster once per run."""
     if name not in known:
@@ -1000,5 +1107,5 @@ def _plain(options: Any) -> Any:
     return options
 
 
-__all__ = ["Engine", "GitRenderer", "GitResolver", "Options", "RenderInput", "Renderer",
-           "Resolver", "Trigger"]
+__all__ = ["Engine", "GitRenderer", "GitResolver", "Options", "Preview", "RenderInput",
+           "Renderer", "Resolver", "Trigger"]
