@@ -441,7 +441,8 @@ _STATUS_COLUMNS = (
     Column("APPLICATION", lambda r: r.get("application")),
     Column("CLUSTER", lambda r: r.get("cluster")),
     Column("REVISION", revision_cell),
-    Column("SYNC", lambda r: f"{r.get('sync')}{' (suspended)' if r.get('suspended') else ''}"),
+    Column("SYNC", lambda r: f"{r.get('sync')}{' (suspended)' if r.get('suspended') else ''}"
+                             f"{' (rolled back)' if r.get('rolled_back') else ''}"),
     Column("HEALTH", lambda r: r.get("health") or "-"),
     Column("REASON", lambda r: r.get("reason") or ""),
     Column("DRIFT", lambda r: r.get("drift_count", 0)),
@@ -449,6 +450,9 @@ _STATUS_COLUMNS = (
     Column("AGE", lambda r: age_cell(str(r.get("finished", "")))),
     Column("CHANGES", lambda r: change_summary(r.get("actions") or {}), wide=True),
     Column("TRIGGER", lambda r: r.get("trigger"), wide=True),
+    # A rolled-back target: the revision Git names, which it does not run until resumed.
+    Column("GIT-REVISION", lambda r: str((r.get("rolled_back") or {}).get("wanted") or "")[:12]
+           or "-", wide=True),
     Column("STARTED", lambda r: r.get("started"), wide=True),
     Column("DURATION", duration_cell, wide=True),
     Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
@@ -471,6 +475,7 @@ def cmd_status(args: Params) -> int:
     from reconciler.store.breaker import Breakers  # noqa: PLC0415
     from reconciler.store.keys import Keys  # noqa: PLC0415
     from reconciler.store.records import Records  # noqa: PLC0415
+    from reconciler.store.rollback import Rollbacks  # noqa: PLC0415
     from reconciler.store.suspension import Suspensions  # noqa: PLC0415
 
     client = redis_client()  # first: a stopped installation says so before anything else
@@ -483,10 +488,16 @@ def cmd_status(args: Params) -> int:
         recorded_clusters(records, args.app)
     rows = [entry.to_dict() for entry in records.status(args.app)]
     suspended = Suspensions(client, keys).all()
+    rolled_back = Rollbacks(client, keys).all()
     report_fleet_state(client)
     circuits = Breakers(client, keys, failures=1, cooldown=1, probe_ttl=1).states()
     for row in rows:
         row["suspended"] = row.get("application") in suspended
+        held = rolled_back.get((str(row.get("application")), str(row.get("cluster"))))
+        if held is not None:
+            row["rolled_back"] = {"revision": held.revision, "replaced": held.replaced,
+                                  "wanted": held.wanted, "at": held.at, "by": held.by,
+                                  "reason": held.reason}  # fmt: skip
         circuit = circuits.get(str(row.get("cluster")))
         if circuit is not None:
             row["circuit"] = circuit.state.value
@@ -612,8 +623,15 @@ def cmd_suspend(args: Params, *, suspend: bool) -> int:
             f"{application.name}: suspended (scheduled runs skipped; 'reconciler sync' still works)"
         )
     else:
+        from reconciler.store.rollback import Rollbacks  # noqa: PLC0415
+
         Suspensions(client, Keys()).resume(application.name)
+        chosen = list(getattr(args, "cluster", None) or ()) or None
+        released = Rollbacks(client, Keys()).release(application.name, chosen)
         print(f"{application.name}: resumed")
+        if released:
+            print(f"{application.name}: rollback released on {', '.join(sorted(released))}; "
+                  "the next run applies Git's revision")  # fmt: skip
     return 0
 
 

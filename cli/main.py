@@ -441,12 +441,36 @@ def suspend(**params: Any) -> int:
 @reconciler.command(context_settings=CONTEXT_SETTINGS)
 @config_option
 @app_argument
+@click.option("--cluster", multiple=True, metavar="NAME",
+              help="rolled-back targets: only this cluster's (repeatable)")
 def resume(**params: Any) -> int:
-    """Resume APP's scheduled and push-triggered runs."""
+    """Resume APP's scheduled and push-triggered runs, and those of its rolled-back targets."""
     current()
     from cli.admin import cmd_suspend  # noqa: PLC0415
 
     return run_with(guarded(functools.partial(cmd_suspend, suspend=False)), **params)
+
+
+@reconciler.command(context_settings=CONTEXT_SETTINGS)
+@config_option
+@app_argument
+@click.option("--cluster", multiple=True, metavar="NAME", help="only this cluster (repeatable)")
+@click.option("--to", metavar="REVISION", default=None,
+              help="a commit (or prefix) from the history, or a branch, tag or commit")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="this many revisions before the one each target runs")
+@click.option("--reason", metavar="TEXT", default="", help="why, kept with the rollback")
+@timeout_option
+@listing_option()
+def rollback(**params: Any) -> int:
+    """Apply an earlier revision of APP and keep it until 'reconciler resume'.
+
+    Each target (or each --cluster) goes back to --to REVISION, or --steps N revisions
+    before the one it runs, from its history; its automatic sync (schedule, pushes, heals)
+    then waits for 'reconciler resume APP', so the next poll does not undo it. Exit 1 when
+    a target's run failed, 2 for bad input (not that much history, an ambiguous prefix).
+    """
+    return handler("cli.rollback", "cmd_rollback", redis=True)(**params)
 
 
 # -- rollout -------------------------------------------------------------------------------

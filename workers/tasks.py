@@ -53,6 +53,7 @@ from reconciler.store.keys import Keys
 from reconciler.store.lock import TargetLock, holder_of
 from reconciler.store.metrics import cluster_reachable
 from reconciler.store.pending import ScheduledRuns, WatchQueue
+from reconciler.store.rollback import Rollbacks
 from reconciler.store.rollout import Rollouts
 from reconciler.store.semaphore import ClusterSlots
 from workers.app import (
@@ -216,6 +217,7 @@ def reconcile_app(
     targets = fleet.targets(application)
     if clusters:
         targets = [c for c in targets if c.name in set(clusters)]
+    sent: list[dict[str, Any]] = []
     try:
         source = application.source
         if revision:
@@ -225,12 +227,21 @@ def reconcile_app(
         # Every target records the failure (and retries it) on its own.
         log.warning("reconcile_app %s: source: %s", app_name, exc)
         commit = None
+    if kind.automatic:
+        # Rolled-back targets wait for ``resume``; they learn what Git names meanwhile.
+        rollbacks = Rollbacks(rt.client, rt.keys)
+        held = rollbacks.of_app(app_name)
+        if held and commit is not None and not revision:
+            rollbacks.saw_wanted(app_name, held, commit)
+        for cluster in [c for c in targets if c.name in held]:
+            sent.append({"cluster": cluster.name, "task_id": None, "queued": False,
+                         "skipped": rolled_back_note(held[cluster.name].revision)})  # fmt: skip
+        targets = [c for c in targets if c.name not in held]
     if commit is not None:
         _prerender(rt, fleet, app_name, [c.name for c in targets], commit)
     forced = kind in {Trigger.MANUAL, Trigger.WEBHOOK}
     own_options = bool(revision) or prune is not None or dry_run
     label = route_label()
-    sent: list[dict[str, Any]] = []
     # A rollout says which revision each cluster runs (an explicit revision overrides it).
     revisions: dict[str, str | None] = {c.name: commit for c in targets}
     if application.rollout is not None and not revision:
@@ -514,7 +525,16 @@ def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) ->
         return "not in the fleet"
     if kind.automatic and (application.sync.suspended or rt.suspended(app_name)):
         return "suspended"
+    if kind.automatic:
+        held = Rollbacks(rt.client, rt.keys).get(app_name, cluster_name)
+        if held is not None:
+            return rolled_back_note(held.revision)
     return ""
+
+
+def rolled_back_note(revision: str) -> str:
+    """Why an automatic run of a rolled-back target did not run."""
+    return f"rolled back to {revision[:12]}: automatic sync waits for 'reconciler resume'"
 
 
 def _run(

@@ -192,6 +192,10 @@ class Keys:
         """String: the JSON state of ``app``'s progressive rollout (``reconciler.rollout``)."""
         return f"{self.prefix}rollout:{check_name(app, what='application')}"
 
+    def rolled_back(self) -> str:
+        """Hash: ``target_field`` -> JSON of a target's rollback (``store.rollback``)."""
+        return f"{self.prefix}rolled-back"
+
     def rollout_queued(self, app: str) -> str:
         """String: set while a decision on ``app``'s rollout waits in the queue."""
         return f"{self.prefix}rollout-queued:{check_name(app, what='application')}"
