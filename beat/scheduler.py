@@ -65,6 +65,9 @@ ROLLOUT_ENTRY = "rollouts"
 ROLLOUT_TASK = "reconciler.advance_rollouts"
 #: Seconds between two looks at the rollouts in progress: how late a soak may end.
 ROLLOUT_TICK = 5.0
+#: The entry that sends the runs sync windows stopped, once the windows let them.
+WINDOW_ENTRY = "sync-windows"
+WINDOW_TASK = "reconciler.release_deferred"
 #: Seconds between two comparisons of the fleet file with the schedule.
 SYNC_EVERY = load_settings().beat_sync
 #: Errors that mean "Redis (or the broker on it) is away for now", never "beat is broken".
@@ -138,19 +141,22 @@ def sync_schedule(
     for key in existing - {conf.key_prefix + name for name in wanted}:
         RedBeatSchedulerEntry.from_key(key, app=celery_app).delete()
         counts["removed"] += 1
-    _sync_rollout_tick(celery_app, fleet, client)
+    rolls_out = any(app.rollout is not None for app in fleet.applications)
+    windowed = bool(fleet.windows) or any(app.windows for app in fleet.applications)
+    _sync_tick(celery_app, client, ROLLOUT_ENTRY, ROLLOUT_TASK, wanted=rolls_out)
+    _sync_tick(celery_app, client, WINDOW_ENTRY, WINDOW_TASK, wanted=windowed)
     return counts
 
 
-def _sync_rollout_tick(celery_app: Celery, fleet: Fleet, client: Any) -> None:
-    """One entry ticks every rollout while some application rolls out, none otherwise."""
+def _sync_tick(celery_app: Celery, client: Any, name: str, task: str, *, wanted: bool) -> None:
+    """An entry sending ``task`` every ``ROLLOUT_TICK`` while the fleet needs it (rollouts in
+    it, sync windows in it), none otherwise."""
     conf = celery_app.redbeat_conf
-    key = conf.key_prefix + ROLLOUT_ENTRY
+    key = conf.key_prefix + name
     present = client.zscore(conf.schedule_key, key) is not None
-    wanted = any(app.rollout is not None for app in fleet.applications)
     if wanted and not present:
         RedBeatSchedulerEntry(
-            name=ROLLOUT_ENTRY, task=ROLLOUT_TASK, schedule=schedule(run_every=ROLLOUT_TICK),
+            name=name, task=task, schedule=schedule(run_every=ROLLOUT_TICK),
             args=[], kwargs={}, app=celery_app,
             options={"queue": queue_for(forced=True), "expires": ROLLOUT_TICK},
         ).save()  # fmt: skip

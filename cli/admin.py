@@ -228,6 +228,9 @@ def _sync_problems(rows: list[dict[str, Any]], *, health: bool, timeout: float) 
     problems: list[str] = []
     for row in rows:
         where = f"{row.get('application')} on {row.get('cluster')}"
+        if row.get("skipped"):
+            problems.append(f"{where}: not run: {row['skipped']}")
+            continue
         sync = str(row.get("sync"))
         if sync != "Synced":
             stage = f" ({row['reason']})" if row.get("reason") else ""
@@ -451,6 +454,8 @@ _STATUS_COLUMNS = (
     Column("CHANGES", lambda r: change_summary(r.get("actions") or {}), wide=True),
     Column("TRIGGER", lambda r: r.get("trigger"), wide=True),
     # A rolled-back target: the revision Git names, which it does not run until resumed.
+    # Sync windows: open (automatic syncs may run), or closed until when.
+    Column("WINDOW", lambda r: _window_cell(r.get("window")), wide=True),
     Column("GIT-REVISION", lambda r: str((r.get("rolled_back") or {}).get("wanted") or "")[:12]
            or "-", wide=True),
     Column("STARTED", lambda r: r.get("started"), wide=True),
@@ -463,6 +468,37 @@ _STATUS_COLUMNS = (
     Column("NEXT-RETRY", lambda r: r.get("next_retry") or "-", wide=True),
     Column("ERROR", error_cell),
 )
+
+
+def _window_cell(window: Mapping[str, Any] | None) -> str:
+    if not window:
+        return "-"
+    if window.get("allowed"):
+        return "open"
+    return f"closed until {window.get('next') or 'never'}"
+
+
+def _windows_of(fleet: Fleet | None, rows: list[dict[str, Any]]) -> None:
+    """Each row's sync windows now, from the fleet file: open or closed, and until when."""
+    from reconciler.outcome import timestamp  # noqa: PLC0415
+    from reconciler.windows import describe, verdict  # noqa: PLC0415
+
+    if fleet is None:
+        return
+    now = datetime.now(UTC)
+    for row in rows:
+        try:
+            application = fleet.application(str(row.get("application")))
+            cluster = fleet.cluster(str(row.get("cluster")))
+        except ConfigError:
+            continue
+        windows = fleet.windows_of(application, cluster)
+        if not windows:
+            continue
+        found = verdict(windows, now, manual=False)
+        row["window"] = {"allowed": found.allowed, "why": found.why,
+                         "next": timestamp(found.next_allowed) if found.next_allowed else None,
+                         "open": [describe(w) for w in found.open]}  # fmt: skip
 
 
 def cmd_status(args: Params) -> int:
@@ -506,6 +542,7 @@ def cmd_status(args: Params) -> int:
                 row["next_retry"] = datetime.fromtimestamp(circuit.next_retry, UTC).isoformat(
                     timespec="seconds"
                 )
+    _windows_of(fleet, rows)
     what = f"No targets of {args.app} recorded" if args.app else "No targets recorded"
     print_listing(args.output, rows, _STATUS_COLUMNS, name=target_name,
                   empty=f"{what} in {installation()}.")  # fmt: skip

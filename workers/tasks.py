@@ -39,6 +39,7 @@ from reconciler.outcome import Outcome, Problem, Trigger, timestamp
 from reconciler.settings import load as load_settings
 from reconciler.store import connect
 from reconciler.store.breaker import Breakers, Circuit
+from reconciler.store.deferred import Deferrals
 from reconciler.store.deliveries import WebhookDeliveries
 from reconciler.store.heartbeat import (
     AppliedDeliveries,
@@ -56,6 +57,7 @@ from reconciler.store.pending import ScheduledRuns, WatchQueue
 from reconciler.store.rollback import Rollbacks
 from reconciler.store.rollout import Rollouts
 from reconciler.store.semaphore import ClusterSlots
+from reconciler.windows import verdict
 from workers.app import (
     HARD_TIME_LIMIT,
     SOFT_TIME_LIMIT,
@@ -529,6 +531,19 @@ def _not_to_run(rt: Runtime, app_name: str, cluster_name: str, kind: Trigger) ->
         held = Rollbacks(rt.client, rt.keys).get(app_name, cluster_name)
         if held is not None:
             return rolled_back_note(held.revision)
+    windows = fleet.windows_of(application, member)
+    if windows and kind is not Trigger.CLI:
+        now = datetime.now(UTC)
+        found = verdict(windows, now, manual=not kind.automatic)
+        if not found.allowed:
+            if kind.automatic and found.next_allowed is not None:
+                # Not lost: run when the windows let it (beat's tick sends it then).
+                Deferrals(rt.client, rt.keys).defer(app_name, cluster_name,
+                                                    at=found.next_allowed.timestamp(),
+                                                    trigger=kind.value)  # fmt: skip
+            when = (f"; deferred to {timestamp(found.next_allowed)}"
+                    if kind.automatic and found.next_allowed else "")  # fmt: skip
+            return f"{found.why}{when}"
     return ""
 
 
@@ -675,3 +690,27 @@ def advance_rollouts() -> dict[str, Any]:
     for name in moving:
         _queue_rollout_decision(rt, name)
     return {"rollouts": moving}
+
+
+@app.task(name="reconciler.release_deferred", ignore_result=True)
+def release_deferred() -> dict[str, Any]:
+    """Beat's tick: send the runs sync windows stopped whose moment has come."""
+    rt = runtime()
+    due = Deferrals(rt.client, rt.keys).take_due()
+    label = route_label()
+    fleet = rt.fleet()
+    sent = []
+    for run in due:
+        try:
+            cluster = fleet.cluster(run.cluster)
+            fleet.application(run.app)
+        except ConfigError:
+            continue  # left the fleet meanwhile
+        route = cluster.labels.get(label, "") if label else ""
+        forced = run.trigger in {Trigger.WEBHOOK.value, Trigger.ROLLOUT.value, Trigger.WATCH.value}
+        reconcile_target.apply_async(args=(run.app, run.cluster, run.trigger),
+                                     queue=queue_for(forced=forced, route=route))  # fmt: skip
+        sent.append(f"{run.app}/{run.cluster}")
+    if sent:
+        log.info("sync windows let %d deferred run(s) go: %s", len(sent), ", ".join(sent[:10]))
+    return {"sent": sent}

@@ -79,6 +79,7 @@ __all__ = [
     "DirectorySource",
     "Fleet",
     "FleetFile",
+    "FleetWindow",
     "FrozenMap",
     "HelmSource",
     "IgnoreRule",
@@ -94,6 +95,7 @@ __all__ = [
     "RolloutStep",
     "Source",
     "SyncPolicy",
+    "SyncWindow",
     "Target",
     "json_schema",
 ]
@@ -935,6 +937,65 @@ class IgnoreRule(_Model):
         )
 
 
+def _cron(value: str) -> str:
+    from croniter import croniter  # noqa: PLC0415 - loaded by fleets that have windows only
+
+    text = " ".join(value.split())
+    if not croniter.is_valid(text):
+        raise invalid(f"invalid cron schedule {quote(value)} (five fields, as crontab: "
+                      "minute hour day-of-month month day-of-week)")  # fmt: skip
+    return text
+
+
+def _time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise invalid(f"unknown time zone {quote(value)} (an IANA name, as Europe/Berlin)"
+                      ) from None  # fmt: skip
+    return value
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class SyncWindow(_Model):
+    """When automatic syncs may run (``allow``) or may not (``deny``), as Argo CD's.
+
+    A window is open from each time ``schedule`` fires, for ``duration``, in ``timeZone``.
+    """
+
+    kind: Literal["allow", "deny"]
+    """allow: automatic syncs run only inside it (or another allow window); deny: never
+    inside it (deny wins over allow)."""
+    schedule: Annotated[Required, AfterValidator(_cron)]
+    """When the window opens: a cron expression (``0 22 * * *``)."""
+    duration: Timeout
+    """How long it stays open (``2h``)."""
+    time_zone: Annotated[Required, AfterValidator(_time_zone)] = "UTC"
+    """The time zone the schedule is read in (an IANA name)."""
+    manual_sync: Flag = False
+    """Let admin syncs (``reconciler sync``) run when this window would stop them."""
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class FleetWindow(SyncWindow):
+    """A sync window for the targets of some clusters (and applications)."""
+
+    clusters: Annotated[
+        ClusterSelector,
+        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
+    ] = Field(default_factory=ClusterSelector)
+    """The clusters it applies to: a selector, or a map of labels; every cluster when absent."""
+    applications: tuple[Required, ...] = ("*",)
+    """The applications it applies to: names or globs (``team-a-*``); every one when absent."""
+
+    def covers(self, app: str, cluster: Cluster) -> bool:
+        return self.clusters.matches(cluster) and any(
+            fnmatch.fnmatchcase(app, pattern) for pattern in self.applications
+        )
+
+
 @dataclass(frozen=True, config=_CONFIG)
 class RolloutStep(_Model):
     """One step of a progressive rollout: which clusters, how many at once, the gate."""
@@ -990,6 +1051,8 @@ class Application(_Model):
     """The project whose rules bind it (projects[].name); "default", when defined, if absent."""
     rollout: Rollout | None = None
     """How a new revision reaches its clusters; every cluster at once when absent."""
+    windows: tuple[SyncWindow, ...] = ()
+    """When its automatic syncs may run (on every cluster); always when absent."""
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -1012,6 +1075,8 @@ class FleetFile(_Model):
     """The applications, each reconciled on every cluster it selects."""
     defaults: Defaults = Field(default_factory=Defaults)
     """Settings that every application takes unless it sets its own."""
+    windows: tuple[FleetWindow, ...] = ()
+    """Sync windows of the targets of some clusters and applications."""
 
     @model_validator(mode="before")
     @classmethod
@@ -1054,6 +1119,7 @@ _WRITTEN = ConfigDict(ser_json_inf_nan="constants")
 _CLUSTERS = TypeAdapter(tuple[Cluster, ...], config=_WRITTEN)
 _APPLICATIONS = TypeAdapter(tuple[Application, ...], config=_WRITTEN)
 _PROJECTS = TypeAdapter(tuple[Project, ...], config=_WRITTEN)
+_WINDOWS = TypeAdapter(tuple[FleetWindow, ...], config=_WRITTEN)
 #: The project an application without ``project`` belongs to, when the file defines it.
 DEFAULT_PROJECT = "default"
 
@@ -1134,6 +1200,7 @@ class Fleet:
     path: str
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     projects: tuple[Project, ...] = ()
+    windows: tuple[FleetWindow, ...] = ()
 
     @functools.cached_property
     def _clusters_by_name(self) -> dict[str, Cluster]:
@@ -1236,8 +1303,8 @@ class Fleet:
         """
         applications = _APPLICATIONS.dump_python(self.applications, mode="json", by_alias=True)
         for app in applications:
-            for optional in ("project", "rollout"):
-                if app.get(optional) is None:
+            for optional in ("project", "rollout", "windows"):
+                if not app.get(optional):
                     app.pop(optional, None)
         data: dict[str, Any] = {
             "clusters": _CLUSTERS.dump_python(self.clusters, mode="json", by_alias=True),
@@ -1245,7 +1312,13 @@ class Fleet:
         }
         if self.projects:
             data["projects"] = _PROJECTS.dump_python(self.projects, mode="json", by_alias=True)
+        if self.windows:
+            data["windows"] = _WINDOWS.dump_python(self.windows, mode="json", by_alias=True)
         return data
+
+    def windows_of(self, app: Application, cluster: Cluster) -> tuple[SyncWindow, ...]:
+        """The sync windows of ``app`` on ``cluster``: its own, then the fleet's that cover it."""
+        return app.windows + tuple(w for w in self.windows if w.covers(app.name, cluster))
 
     def to_yaml(self) -> str:
         """:meth:`to_dict` as YAML, for ``-o yaml`` and for writing a normalised file."""

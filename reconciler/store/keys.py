@@ -192,6 +192,11 @@ class Keys:
         """String: the JSON state of ``app``'s progressive rollout (``reconciler.rollout``)."""
         return f"{self.prefix}rollout:{check_name(app, what='application')}"
 
+    def deferred(self) -> str:
+        """Hash: ``target_field`` -> JSON ``{"at": epoch, "trigger": ...}`` of a run a sync
+        window stopped, to be run when the window lets it (``store.deferred``)."""
+        return f"{self.prefix}deferred"
+
     def rolled_back(self) -> str:
         """Hash: ``target_field`` -> JSON of a target's rollback (``store.rollback``)."""
         return f"{self.prefix}rolled-back"
