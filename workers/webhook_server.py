@@ -96,6 +96,7 @@ from workers.app import FORCED_QUEUE, SCHEDULED_QUEUE, redis_url
 from workers.fleet_file import FleetFile, FleetSource, FleetWatch, fleet_path
 from workers.logs import configure_logging
 from workers.readers import ReadAccess
+from workers.ui import FleetPage
 
 __all__ = ["WebhookSecrets", "make_app", "run"]
 
@@ -740,6 +741,8 @@ def make_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/hooks/git", hook)
     app.router.add_get("/healthz", healthz)
+    # The fleet page (/ui), behind the same rule as /metrics on this listener.
+    FleetPage(fleet=fleet, client=client, keys=keys).register(app.router, readers)
     app.on_cleanup.append(stop_pinger)
     if metrics_at is None:
         app.router.add_get("/metrics", readers.guard(metrics))
