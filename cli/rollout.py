@@ -165,6 +165,15 @@ def _change(args: Params, what: str) -> int:
     state = decision.state
     if what != "pause":
         enqueue_rollout_decision(application.name, sync=decision.sync)
+    else:
+        from reconciler.notify import rollout_events  # noqa: PLC0415
+        from reconciler.outcome import timestamp  # noqa: PLC0415
+        from workers.dispatch import enqueue_notifications  # noqa: PLC0415
+
+        paused = [e for e in state.events if e.get("event") == "paused" and e.get("at") == now]
+        events = rollout_events(application.name, state.revision, paused,
+                                at=timestamp(datetime.now(UTC)))  # fmt: skip
+        enqueue_notifications(application.name, [e.to_dict() for e in events])
     moved = f"; {len(decision.sync)} cluster(s) sent: {', '.join(decision.sync)}" if (
         decision.sync) else ""  # fmt: skip
     print(f"{application.name}: rollout of {state.revision[:12]} {state.shown_phase}, "

@@ -105,6 +105,6 @@ applications:
     source: {{repo: https://git.example/web.git}}
     windows: [{entry}]
 """
-    with pytest.raises(ConfigError, match="fleet.yaml") as caught:
+    with pytest.raises(ConfigError, match=r"fleet\.yaml") as caught:
         parse_fleet(text, source="fleet.yaml", base_dir="/")
     assert "windows[0]" in str(caught.value) and message in str(caught.value)

@@ -140,3 +140,10 @@ def enqueue_rollout_decision(app_name: str, *, sync: Sequence[str] = ()) -> Asyn
         kwargs={"sync": list(sync)},
         queue=queue_for(forced=True),
     )
+
+
+def enqueue_notifications(app_name: str, events: Sequence[dict[str, Any]]) -> None:
+    """Send ``notify_events``: the workers tell the endpoints that want them."""
+    if events:
+        app.send_task("reconciler.notify_events", args=(app_name, list(events)),
+                      queue=queue_for(forced=True))  # fmt: skip

@@ -35,7 +35,9 @@ from reconciler.engine import Options
 from reconciler.errors import ConfigError, LockBusy, ReconcilerError
 from reconciler.fleet import Fleet
 from reconciler.model import SyncStatus
-from reconciler.outcome import Outcome, Problem, Trigger, timestamp
+from reconciler.notify import Event, outcome_events, rollout_events
+from reconciler.outcome import Outcome, Problem, TargetStatus, Trigger, timestamp
+from reconciler.rollout import Decision
 from reconciler.settings import load as load_settings
 from reconciler.store import connect
 from reconciler.store.breaker import Breakers, Circuit
@@ -69,6 +71,7 @@ from workers.app import (
 from workers.broker import restore_dead_workers
 from workers.fleet_file import fleet_path, start_worker_watch, stop_worker_watch
 from workers.flower import ReconcileFailed, job_summary, skipped
+from workers.notifications import dispatch
 from workers.rollouts import WAITING, active, assigned, progress
 from workers.runtime import Runtime, reset_runtime, runtime
 
@@ -248,6 +251,7 @@ def reconcile_app(
     revisions: dict[str, str | None] = {c.name: commit for c in targets}
     if application.rollout is not None and not revision:
         decision = progress(Rollouts(rt.client, rt.keys), rt.records, fleet, application, commit)
+        notify_rollout(rt, app_name, decision)
         runs = decision.state.assigned if decision is not None else {}
         revisions = {c.name: runs.get(c.name) for c in targets}
         for cluster in [c for c in targets if revisions[c.name] is None]:
@@ -424,6 +428,7 @@ def reconcile_target(
             outcome.attempt, outcome.task_id = attempt + 1, self.request.id
             circuit = breakers.record(cluster_name, token, cluster_reachable(outcome.to_dict()))
             outcome.circuit = _circuit_dict(circuit)
+            previous = _previous_for_notifications(rt, app_name, cluster_name)
             # Recorded and marked applied under the lock, so a second delivery of this
             # attempt, waiting for the lock, finds both.
             data = rt.records.record(outcome)
@@ -442,6 +447,8 @@ def reconcile_target(
                            max_retries=MAX_RETRIES * 4 + deferred)  # fmt: skip
         raise retry from None
     rt.metrics.observe(data)
+    if previous is not None:
+        _notify_outcome(rt, outcome, previous[0])
     if rolling:
         _queue_rollout_decision(rt, app_name)
     summary = job_summary(data)
@@ -599,6 +606,41 @@ def _failed(app_name: str, cluster_name: str, kind: Trigger, revision: str | Non
     return outcome
 
 
+def _previous_for_notifications(
+    rt: Runtime, app_name: str, cluster_name: str
+) -> tuple[TargetStatus | None] | None:
+    """The target's status entry before this outcome, when the fleet has notifications
+    (None: it has none, and nothing is read)."""
+    try:
+        if not rt.fleet().notifications:
+            return None
+    except ReconcilerError:
+        return None
+    return (rt.records.entry(app_name, cluster_name),)
+
+
+def _notify_outcome(rt: Runtime, outcome: Outcome, previous: TargetStatus | None) -> None:
+    """Queue the notifications the outcome raises; never fails the reconcile."""
+    try:
+        raised, cleared = outcome_events(outcome, previous)
+        dispatch(rt, rt.fleet(), raised, cleared, app_name=outcome.application,
+                 cluster_name=outcome.cluster)  # fmt: skip
+    except Exception:
+        log.exception("notifications of %s/%s", outcome.application, outcome.cluster)
+
+
+def notify_rollout(rt: Runtime, app_name: str, decision: Decision | None) -> None:
+    """Queue the notifications a rollout decision's events raise (paused, finished)."""
+    if decision is None or not decision.events:
+        return
+    try:
+        events = rollout_events(app_name, decision.state.revision, decision.events,
+                                at=timestamp(datetime.now(UTC)))  # fmt: skip
+        dispatch(rt, rt.fleet(), events, app_name=app_name, cluster_name=None)
+    except Exception:
+        log.exception("notifications of the rollout of %s", app_name)
+
+
 def _rolls_out(rt: Runtime, app_name: str) -> bool:
     """Whether the application reaches its clusters by a progressive rollout."""
     try:
@@ -671,6 +713,7 @@ def advance_rollout(app_name: str, sync: list[str] | None = None) -> dict[str, A
     decision = progress(rollouts, rt.records, fleet, application, head)
     if decision is None:
         return {"application": app_name, "skipped": "no rollout yet"}
+    notify_rollout(rt, app_name, decision)
     state = decision.state
     wanted = {c: state.assigned[c] for c in (*decision.sync, *(sync or ())) if c in state.assigned}
     send_rollout_runs(rt, app_name, wanted)
@@ -690,6 +733,14 @@ def advance_rollouts() -> dict[str, Any]:
     for name in moving:
         _queue_rollout_decision(rt, name)
     return {"rollouts": moving}
+
+
+@app.task(name="reconciler.notify_events", ignore_result=True)
+def notify_events(app_name: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Queue the messages of events raised outside a worker (an operator's rollout pause)."""
+    rt = runtime()
+    found = [Event.from_dict(e) for e in events]
+    return {"queued": dispatch(rt, rt.fleet(), found, app_name=app_name, cluster_name=None)}
 
 
 @app.task(name="reconciler.release_deferred", ignore_result=True)

@@ -33,7 +33,15 @@ from reconciler.fleet.messages import (
     quote,
     suggestion,
 )
-from reconciler.fleet.model import Application, Cluster, Fleet, FleetFile, FleetWindow, Project
+from reconciler.fleet.model import (
+    Application,
+    Cluster,
+    Fleet,
+    FleetFile,
+    FleetWindow,
+    Notification,
+    Project,
+)
 from reconciler.model import type_name
 from reconciler.yamlio import load_documents
 
@@ -46,7 +54,8 @@ _ITEMS: dict[str, TypeAdapter[Any]] = {
     "applications": TypeAdapter(Application),
 }
 #: Where each part of the file comes in the report: as it is read, top to bottom.
-_SECTIONS = {"defaults": 1, "clusters": 2, "projects": 3, "applications": 4, "windows": 5}
+_SECTIONS = {"defaults": 1, "clusters": 2, "projects": 3, "applications": 4, "windows": 5,
+             "notifications": 6}
 
 _MISSING = {"missing", "missing_argument", "missing_keyword_only_argument"}
 _UNKNOWN = {"unexpected_keyword_argument", "extra_forbidden"}
@@ -79,6 +88,7 @@ def parse_fleet(text: str | bytes, *, source: str, base_dir: str) -> Fleet:
     context = {"base_dir": base_dir}
     problems: list[Problem] = []
     windows: tuple[FleetWindow, ...] = ()
+    notifications: tuple[Notification, ...] = ()
     try:
         # By alias only: the file's field names are the camelCase ones.
         fleet_file = _FILE.validate_python(document, context=context, by_alias=True, by_name=False)
@@ -86,6 +96,7 @@ def parse_fleet(text: str | bytes, *, source: str, base_dir: str) -> Fleet:
         projects: list[Project | None] = list(fleet_file.projects)
         applications: list[Application | None] = list(fleet_file.applications)
         windows = fleet_file.windows
+        notifications = fleet_file.notifications
     except ValidationError as exc:
         problems += _problems(exc)
         # The entries that are valid on their own still go through the fleet checks.
@@ -108,6 +119,7 @@ def parse_fleet(text: str | bytes, *, source: str, base_dir: str) -> Fleet:
         warnings=tuple(_line(source, p, document) for p in findings.warnings),
         projects=tuple(p for p in projects if p is not None),
         windows=windows,
+        notifications=notifications,
     )
 
 

@@ -87,6 +87,7 @@ __all__ = [
     "JsonnetSource",
     "LabelRequirement",
     "NamespaceResources",
+    "Notification",
     "Operator",
     "Project",
     "ProjectDestinations",
@@ -963,19 +964,21 @@ class SyncWindow(_Model):
     """When automatic syncs may run (``allow``) or may not (``deny``), as Argo CD's.
 
     A window is open from each time ``schedule`` fires, for ``duration``, in ``timeZone``.
+    Descriptions are given as ``Field(description=)``, not attribute docstrings, so the
+    fleet's windows (a subclass) carry them into the schema too.
     """
 
-    kind: Literal["allow", "deny"]
-    """allow: automatic syncs run only inside it (or another allow window); deny: never
-    inside it (deny wins over allow)."""
-    schedule: Annotated[Required, AfterValidator(_cron)]
-    """When the window opens: a cron expression (``0 22 * * *``)."""
-    duration: Timeout
-    """How long it stays open (``2h``)."""
-    time_zone: Annotated[Required, AfterValidator(_time_zone)] = "UTC"
-    """The time zone the schedule is read in (an IANA name)."""
-    manual_sync: Flag = False
-    """Let admin syncs (``reconciler sync``) run when this window would stop them."""
+    kind: Literal["allow", "deny"] = Field(description=(
+        "allow: automatic syncs run only inside it (or another allow window); deny: never "
+        "inside it (deny wins over allow)."))  # fmt: skip
+    schedule: Annotated[Required, AfterValidator(_cron)] = Field(
+        description="When the window opens: a cron expression (0 22 * * *).")
+    duration: Timeout = Field(description="How long it stays open (2h).")
+    time_zone: Annotated[Required, AfterValidator(_time_zone)] = Field(
+        default="UTC", description="The time zone the schedule is read in (an IANA name).")
+    manual_sync: Flag = Field(
+        default=False,
+        description="Let admin syncs (reconciler sync) run when this window would stop them.")
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -993,6 +996,85 @@ class FleetWindow(SyncWindow):
     def covers(self, app: str, cluster: Cluster) -> bool:
         return self.clusters.matches(cluster) and any(
             fnmatch.fnmatchcase(app, pattern) for pattern in self.applications
+        )
+
+
+#: What a notification endpoint may be told of.
+NotificationEvent = Literal[
+    "sync-failed", "health-degraded", "drift-healed", "rollout-paused", "rollout-finished"
+]
+NOTIFICATION_EVENTS: tuple[str, ...] = (
+    "sync-failed", "health-degraded", "drift-healed", "rollout-paused", "rollout-finished"
+)  # fmt: skip
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise invalid(f"{quote(value)} is not an environment variable name")
+    return value
+
+
+EnvName = Annotated[Required, AfterValidator(_env_name)]
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise invalid(f"{quote(value)} is not an http(s) URL")
+    if "@" in value.split("/")[2]:
+        raise invalid("must not hold credentials: put the URL in an environment variable "
+                      "and name it in urlFromEnv")  # fmt: skip
+    return value
+
+
+@dataclass(frozen=True, config=_CONFIG)
+class Notification(_Model):
+    """An endpoint told of the events a team alerts on, with a JSON body, or a Slack or
+    Microsoft Teams incoming-webhook payload.
+
+    Secrets never sit in the fleet file: a webhook URL that is itself a credential (Slack's
+    and Teams' are) comes from ``urlFromEnv``, header values from ``headersFromEnv``, both
+    read by the worker that sends.
+    """
+
+    name: Name
+    """The endpoint's name (logs and metrics name it, never its URL)."""
+    url: Annotated[Text, AfterValidator(_http_url)] | None = None
+    """Where to POST, when the URL is no secret."""
+    url_from_env: EnvName | None = None
+    """The environment variable holding the URL (Slack and Teams webhook URLs)."""
+    format: Literal["json", "slack", "teams"] = "json"
+    """The body: ``json`` (the event as data), ``slack`` or ``teams``."""
+    events: tuple[NotificationEvent, ...] = ()
+    """The events it is told of; every one when absent."""
+    applications: tuple[Required, ...] = ("*",)
+    """The applications it is told of: names or globs; every one when absent."""
+    clusters: Annotated[
+        ClusterSelector,
+        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
+    ] = Field(default_factory=ClusterSelector)
+    """The clusters it is told of: a selector, or a map of labels; every cluster when absent."""
+    headers_from_env: Annotated[
+        Mapping[Required, EnvName],
+        AfterValidator(FrozenMap),
+        PlainSerializer(dict, return_type=dict[str, str]),
+    ] = Field(default_factory=FrozenMap)
+    """Header name -> the environment variable holding its value (``Authorization``)."""
+    fold: Timeout = 3600.0
+    """One message per target per event within this long, until the event clears."""
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Notification:
+        if (self.url is None) == (self.url_from_env is None):
+            raise invalid_at("url", "give one of url and urlFromEnv", self.url)
+        return self
+
+    def wants(self, event: str, app: str, cluster: Cluster | None) -> bool:
+        """Whether this endpoint is told of ``event`` on ``app`` (on ``cluster``)."""
+        return (
+            (not self.events or event in self.events)
+            and any(fnmatch.fnmatchcase(app, pattern) for pattern in self.applications)
+            and (cluster is None or self.clusters.matches(cluster))
         )
 
 
@@ -1077,6 +1159,8 @@ class FleetFile(_Model):
     """Settings that every application takes unless it sets its own."""
     windows: tuple[FleetWindow, ...] = ()
     """Sync windows of the targets of some clusters and applications."""
+    notifications: tuple[Notification, ...] = ()
+    """Endpoints told of failed syncs, Degraded health, healed drift and rollouts."""
 
     @model_validator(mode="before")
     @classmethod
@@ -1120,6 +1204,7 @@ _CLUSTERS = TypeAdapter(tuple[Cluster, ...], config=_WRITTEN)
 _APPLICATIONS = TypeAdapter(tuple[Application, ...], config=_WRITTEN)
 _PROJECTS = TypeAdapter(tuple[Project, ...], config=_WRITTEN)
 _WINDOWS = TypeAdapter(tuple[FleetWindow, ...], config=_WRITTEN)
+_NOTIFICATIONS = TypeAdapter(tuple[Notification, ...], config=_WRITTEN)
 #: The project an application without ``project`` belongs to, when the file defines it.
 DEFAULT_PROJECT = "default"
 
@@ -1201,6 +1286,7 @@ class Fleet:
     warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
     projects: tuple[Project, ...] = ()
     windows: tuple[FleetWindow, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
     @functools.cached_property
     def _clusters_by_name(self) -> dict[str, Cluster]:
@@ -1314,6 +1400,9 @@ class Fleet:
             data["projects"] = _PROJECTS.dump_python(self.projects, mode="json", by_alias=True)
         if self.windows:
             data["windows"] = _WINDOWS.dump_python(self.windows, mode="json", by_alias=True)
+        if self.notifications:
+            data["notifications"] = _NOTIFICATIONS.dump_python(self.notifications, mode="json",
+                                                               by_alias=True)  # fmt: skip
         return data
 
     def windows_of(self, app: Application, cluster: Cluster) -> tuple[SyncWindow, ...]:

@@ -197,6 +197,13 @@ class Keys:
         window stopped, to be run when the window lets it (``store.deferred``)."""
         return f"{self.prefix}deferred"
 
+    def notified(self, endpoint: str, app: str, cluster: str | None, event: str) -> str:
+        """String: set while ``endpoint`` was told of ``event`` on the target (or on the
+        application, ``cluster`` None) and it has not cleared; expires after the fold."""
+        where = f"{check_name(app, what='application')}:{check_name(cluster, what='cluster')}" if (
+            cluster) else check_name(app, what="application")  # fmt: skip
+        return f"{self.prefix}notified:{_part(endpoint)}:{where}:{_part(event)}"
+
     def rolled_back(self) -> str:
         """Hash: ``target_field`` -> JSON of a target's rollback (``store.rollback``)."""
         return f"{self.prefix}rolled-back"

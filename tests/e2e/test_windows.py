@@ -83,10 +83,12 @@ def test_a_deny_window_defers_scheduled_syncs_and_lets_a_forced_one_through(stac
     # Without manualSync, a forced sync is stopped too, and says why (polled: the workers
     # take the new fleet file within a second or two).
     stack.write_fleet({**entry, "windows": [{**ALWAYS_DENY, "manualSync": False}]})
-    refused = stack.wait_until(
-        lambda: (lambda r: r if r.returncode == 1 else None)(
-            stack.cli("sync", app, "--timeout", "60")),
-        timeout=60, what="a forced sync refused by the window", procs=procs)  # fmt: skip
+    def refused_sync() -> Any:
+        answer = stack.cli("sync", app, "--timeout", "60")
+        return answer if answer.returncode == 1 else None
+
+    refused = stack.wait_until(refused_sync, timeout=60,
+                               what="a forced sync refused by the window", procs=procs)  # fmt: skip
     assert "sync window" in refused.stderr, refused.stderr
     assert stack.configmap("sim-1", app) == {"key": "1"}
 
