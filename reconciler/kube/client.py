@@ -104,12 +104,16 @@ def _default_request_timeout(api_client: k8s.ApiClient, timeout: tuple[float, fl
     would hold a worker slot until the task's hard time limit.
     """
     rest = api_client.rest_client
-    request = rest.request
+    # Weakly: the client's own attribute holding it strongly would be a reference cycle,
+    # freed only by the cyclic collector once the client is dropped.
+    request = weakref.WeakMethod(rest.request)
 
     def with_deadline(*args: Any, **kwargs: Any) -> Any:
         if len(args) < 8:  # not passed positionally (it is the eighth parameter)
             kwargs["_request_timeout"] = kwargs.get("_request_timeout") or timeout
-        return request(*args, **kwargs)
+        method = request()
+        assert method is not None  # called through the client, which is alive
+        return method(*args, **kwargs)
 
     rest.request = with_deadline  # type: ignore[method-assign]
 
@@ -197,9 +201,10 @@ class KubeClient:
         self.timeout = timeout
         _default_request_timeout(api_client, timeout)
         host = api_client.configuration.host.encode()
-        cache_file = cache_dir / "discovery" / f"{hashlib.sha256(host).hexdigest()[:16]}.json"
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        self._cache_file = str(cache_file)
+        # Plain strings: pathlib would intern the name of each cluster's file for ever.
+        directory = os.path.join(cache_dir, "discovery")
+        os.makedirs(directory, exist_ok=True)
+        self._cache_file = os.path.join(directory, f"{hashlib.sha256(host).hexdigest()[:16]}.json")
         self._dynamic: DynamicClient | None = None
         self._kinds: dict[tuple[str, str], Kind | None] = {}
         #: What outlives this client in its factory (its capabilities).
@@ -502,7 +507,14 @@ class KubeClient:
         return kind(text, status=status, reason=reason, causes=causes)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool, and let the discovery go (a caller still using this
+        client reads it again, from the cache file)."""
+        with self._discovery:
+            dynamic, self._dynamic = self._dynamic, None
+        if dynamic is not None:
+            # The library's DynamicClient and its discoverer refer to each other: broken,
+            # they are freed as soon as dropped, not at the next full collection.
+            dynamic.resources.client = None
         self.api_client.close()
 
 

@@ -102,15 +102,15 @@ class SharedDiscoverer(LazyDiscoverer):
         return self.cache.share(found)
 
     def discover(self) -> None:
-        """Group/versions read from the cache file become the shared copies, then the
-        library's lazy discovery starts from them."""
+        """The library's lazy discovery; then the group/versions it holds already (read
+        from the cache file, or its built-in ``List``) become the shared copies."""
+        super().discover()
         tree: Any = self._cache.get("resources") or {}  # prefix -> group -> version
         for groups in tree.values():
             for versions in groups.values():
                 for entry in versions.values():
                     if isinstance(entry, ResourceGroup) and entry.resources:
                         entry.resources = self.cache.share(entry.resources)
-        super().discover()
 
     def _write_cache(self) -> None:
         path = getattr(self, "_Discoverer__cache_file", "")
