@@ -293,10 +293,7 @@ class ClusterWatch:
             try:
                 if rv is None:
                     started = time.time()
-                    items, rv = await self._list(url, settings, selector)
-                    for item in items:  # lists leave kind and apiVersion off their items
-                        item.setdefault("apiVersion", kind.api_version)
-                        item.setdefault("kind", kind.kind)
+                    items, rv = await self._list(url, settings, selector, kind)
                     listed(items, int(rv) if rv.isdigit() else 0)
                     # Only the hashes and health are kept: not the list, for the life
                     # of the watch (whole objects, per cluster).
@@ -332,8 +329,12 @@ class ClusterWatch:
                 await asyncio.sleep(delay)
 
     async def _list(
-        self, url: str, settings: StreamSettings, selector: str
+        self, url: str, settings: StreamSettings, selector: str, kind: Kind
     ) -> tuple[list[dict[str, Any]], str]:
+        """Every page of a list; its items with the kind and apiVersion lists leave off.
+
+        A call of its own: a loop over the items in the watch's frame would keep the last
+        of them referenced for the life of the watch."""
         items: list[dict[str, Any]] = []
         token = ""
         while True:
@@ -344,7 +345,10 @@ class ClusterWatch:
                                         ssl=settings.ssl or False) as response:  # fmt: skip
                 response.raise_for_status()
                 page = await response.json()
-            items.extend(page.get("items") or [])
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", kind.api_version)
+                item.setdefault("kind", kind.kind)
+                items.append(item)
             meta = page.get("metadata") or {}
             token = meta.get("continue") or ""
             if not token:
