@@ -35,6 +35,7 @@ from cli.output import (
     revision_cell,
     summary_of,
     target_name,
+    why_cell,
 )
 from reconciler.errors import ConfigError, ReconcilerError, TransientError
 
@@ -135,6 +136,18 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
+def who() -> str:
+    """``user@host`` of whoever runs the command, as the outcomes of what it asks record."""
+    import getpass  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def cmd_sync(args: Params) -> int:
     """Force a sync of an application now (a fresh fetch) and report each target's outcome.
 
@@ -162,10 +175,11 @@ def cmd_sync(args: Params) -> int:
     require_redis()
     if args.wait_async and (args.wait or args.health):
         raise ConfigError("--async returns at once: it does not go with --wait or --health")
+    cause = {"by": who(), **({"reason": args.reason} if getattr(args, "reason", "") else {})}
     result = enqueue_app(application.name, trigger=Trigger.MANUAL,
                          clusters=clusters if args.cluster else None, fresh=True,
                          revision=args.revision, prune=True if args.prune else None,
-                         dry_run=args.dry_run)  # fmt: skip
+                         dry_run=args.dry_run, cause=cause)  # fmt: skip
     fan_out = min(_left(deadline), 60.0)
     try:
         revision, targets = fan_out_result(result, timeout=fan_out)
@@ -563,6 +577,8 @@ _HISTORY_COLUMNS = (
     Column("DURATION", duration_cell),
     Column("ATTEMPT", lambda r: r.get("attempt") or 1, wide=True),
     Column("RETRYABLE", lambda r: boolean_cell(r.get("retryable")), wide=True),
+    # Who asked and why, which push, which objects a heal corrected.
+    Column("WHY", lambda r: why_cell(r.get("cause") or {}), wide=True),
     # A run that found nothing to do, repeated: how many in a row, since when.
     Column("RUNS", lambda r: r.get("repeats") or 1, wide=True),
     Column("SINCE", lambda r: r.get("first_started") or r.get("started"), wide=True),

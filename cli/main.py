@@ -349,6 +349,7 @@ def up(**params: Any) -> int:  # fmt: skip
 @click.option("--revision", metavar="REF", help="sync this branch, tag or commit instead")
 @click.option("--prune", is_flag=True, help="prune what left Git, even if sync.prune is off")
 @click.option("--dry-run", is_flag=True, help="report what would change; write nothing")
+@click.option("--reason", metavar="TEXT", default="", help="why, recorded with each outcome")
 @click.option("--async", "wait_async", is_flag=True, help="return once the runs are queued")
 @click.option("--wait", is_flag=True, help="wait for each target's outcome (the default)")
 @click.option("--health", is_flag=True, help="wait until every target is Healthy too")

@@ -164,8 +164,16 @@ def summary_of(outcome: Row) -> dict[str, Any]:
 
     shown = TargetStatus.of(outcome).to_dict()
     shown["attempt"] = outcome.get("attempt") or 1
+    shown["cause"] = outcome.get("cause") or {}
     shown["live_health"] = outcome.get("live_health")
     return shown
+
+
+def why_cell(cause: Mapping[str, Any], width: int = 60) -> str:
+    """Why a run happened, in one cell (``reconciler.outcome.describe_cause``)."""
+    from reconciler.outcome import describe_cause  # noqa: PLC0415
+
+    return short(describe_cause(cause), width) or "-"
 
 
 def error_cell(row: Row, width: int = 60) -> str:

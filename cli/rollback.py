@@ -8,14 +8,12 @@ the revision they run and the one Git wants.
 
 from __future__ import annotations
 
-import getpass
 import re
-import socket
 import sys
 import time
 from datetime import UTC, datetime
 
-from cli.admin import _print_outcomes, _sync_problems, _timed_out, require_fleet
+from cli.admin import _print_outcomes, _sync_problems, _timed_out, require_fleet, who
 from cli.installation import installation, redis_client, require_redis
 from cli.local import Params, targets_of
 from reconciler.errors import ConfigError, TransientError
@@ -24,15 +22,6 @@ from reconciler.outcome import timestamp
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 #: Outcomes of a target searched for earlier revisions.
 _SEARCHED = 100
-
-
-def who() -> str:
-    """``user@host`` of whoever runs the command, as a rollback records it."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def applied_revisions(history: list[dict[str, object]]) -> list[str]:
@@ -107,8 +96,10 @@ def cmd_rollback(args: Params) -> int:
         groups.setdefault(revision, []).append(cluster)
     targets = []
     for revision, members in groups.items():
+        cause = {"by": by, "reason": args.reason or "", "rollback": {"to": revision}}
         result = enqueue_app(application.name, trigger=Trigger.MANUAL, clusters=members,
-                             fresh=True, revision=revision)  # fmt: skip
+                             fresh=True, revision=revision,
+                             cause={k: v for k, v in cause.items() if v})  # fmt: skip
         try:
             targets += fan_out_result(result, timeout=min(60.0, max(1.0, deadline
                                                                     - time.monotonic())))[1]

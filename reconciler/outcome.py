@@ -152,6 +152,10 @@ class Outcome:
     attempt: int = 1
     task_id: str | None = None
     circuit: dict[str, Any] | None = None
+    #: Why it ran and who asked, beyond the trigger: for an admin sync ``by`` (user@host)
+    #: and ``reason``; for a push its ``delivery``, ``commit``, ``author`` and ``message``;
+    #: for a heal the drifted ``objects``; for a rollout its ``step``.
+    cause: dict[str, Any] = field(default_factory=dict)
 
     @property
     def retryable(self) -> bool:
@@ -229,7 +233,40 @@ class Outcome:
             attempt=int(data.get("attempt") or 1),
             task_id=data.get("task_id"),
             circuit=data.get("circuit"),
+            cause=dict(data.get("cause") or {}),
         )
+
+
+def describe_cause(cause: Mapping[str, Any]) -> str:
+    """Why a run happened, in a line: who asked and why, the push (commit, author,
+    message), the objects a heal corrected, the rollout step, a sync window opening.
+
+    ``history`` and the fleet page show it; ``Outcome.cause`` holds the data.
+    """
+    parts = []
+    rollback = cause.get("rollback")
+    if isinstance(rollback, Mapping):
+        parts.append(f"rollback to {str(rollback.get('to', ''))[:12]}")
+    if cause.get("by"):
+        parts.append(f"by {cause['by']}")
+    if cause.get("commit"):
+        parts.append(f"push {str(cause['commit'])[:12]}"
+                     + (f" by {cause['author']}" if cause.get("author") else ""))  # fmt: skip
+    if cause.get("delivery") and not cause.get("commit"):
+        parts.append(f"push {cause['delivery']}")
+    objects = cause.get("objects")
+    if isinstance(objects, list) and objects:
+        parts.append("healed " + ", ".join(str(o) for o in objects[:3])
+                     + (f" and {len(objects) - 3} more" if len(objects) > 3 else ""))  # fmt: skip
+    if cause.get("step"):
+        parts.append(f"rollout step {cause['step']}")
+    if cause.get("window"):
+        parts.append("its sync window opened")
+    text = "; ".join(parts)
+    for extra in ("reason", "message"):
+        if cause.get(extra):
+            return f"{text}: {cause[extra]}" if text else str(cause[extra])
+    return text
 
 
 def _finished(started: object, duration: float) -> str:

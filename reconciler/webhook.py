@@ -165,6 +165,10 @@ class PushEvent:
     delivery: str | None
     default_branch: str | None = None
     deleted: bool = False
+    #: The head commit's author and the first line of its message, when the provider
+    #: says (outcomes record why they ran); never used to decide anything.
+    author: str | None = None
+    message: str | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -338,12 +342,14 @@ def _parse_github(headers: Mapping[str, str], body: bytes) -> PushEvent | None:
     urls = _urls(repository, _GITHUB_URL_FIELDS, where=f"{where}: repository")
     after = _optional_text(payload.get("after"), where=f"{where}: after")
     deleted = _boolean(payload.get("deleted"), where=f"{where}: deleted")
+    head = payload.get("head_commit")
     return _event(
         urls=urls,
         ref=_text(payload.get("ref"), where=f"{where}: ref"),
         after=after,
         deleted=deleted,
         delivery=headers.get(_GITHUB_DELIVERY),
+        about=head if isinstance(head, dict) else None,
         default_branch=_optional_text(
             repository.get("default_branch"), where=f"{where}: repository.default_branch"
         ),
@@ -367,12 +373,17 @@ def _parse_gitlab(headers: Mapping[str, str], body: bytes) -> PushEvent | None:
     after = _optional_text(payload.get("after"), where=f"{where}: after")
     deleted = after is not None and _ZERO_COMMIT.fullmatch(after) is not None
     delivery = next((headers[name] for name in _GITLAB_DELIVERY if name in headers), None)
+    listed = payload.get("commits")
+    commits: list[Any] = listed if isinstance(listed, list) else []
+    head = next((c for c in commits if isinstance(c, dict) and c.get("id") == (checkout or after)),
+                commits[-1] if commits and isinstance(commits[-1], dict) else None)  # fmt: skip
     return _event(
         urls=urls,
         ref=_text(payload.get("ref"), where=f"{where}: ref"),
         after=checkout or after,
         deleted=deleted,
         delivery=delivery,
+        about=head,
         default_branch=_optional_text(
             project.get("default_branch"), where=f"{where}: project.default_branch"
         ),
@@ -414,8 +425,13 @@ def _event(
     delivery: str | None,
     default_branch: str | None,
     where: str,
+    about: Mapping[str, Any] | None = None,
 ) -> PushEvent:
-    """Assemble a PushEvent from checked fields; the ref and commit are checked here."""
+    """Assemble a PushEvent from checked fields; the ref and commit are checked here.
+
+    ``about``: the head commit as the provider describes it (``message``, ``author``);
+    what it holds is only recorded, so anything unusable in it is dropped, not refused.
+    """
     if any(c.isspace() for c in ref):
         raise WebhookMalformed(f"{where}: ref {_shown(ref)}: must not contain spaces")
     branch = _ref_name(ref, "refs/heads/")
@@ -435,6 +451,9 @@ def _event(
         delivery = delivery.strip()
         if not delivery or len(delivery) > 200 or _CONTROL.search(delivery):
             delivery = None  # only used to correlate logs; a bad one is dropped, not fatal
+    author = (about or {}).get("author")
+    name = author.get("name") if isinstance(author, dict) else None
+    message = (about or {}).get("message")
     return PushEvent(
         repo_urls=urls,
         ref=ref,
@@ -444,7 +463,17 @@ def _event(
         delivery=delivery,
         default_branch=default_branch,
         deleted=deleted,
+        author=_line_of(name, 100),
+        message=_line_of(message, 200),
     )
+
+
+def _line_of(value: object, limit: int) -> str | None:
+    """The first line of a provider's free text, without control characters, bounded."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    line = _CONTROL.sub("", value.strip().splitlines()[0]).strip()
+    return (line if len(line) <= limit else line[: limit - 1] + "…") or None
 
 
 def _ref_name(ref: str, prefix: str) -> str | None:

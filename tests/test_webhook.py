@@ -320,6 +320,8 @@ PARSED: list[tuple[str, Provider, dict[str, str], bytes, PushEvent]] = [
             commit="9a3f1c2b7d8e4f5a6b0c1d2e3f4a5b6c7d8e9f01",
             delivery=GITHUB_DELIVERY,
             default_branch="main",
+            author="Mona Lisa",
+            message="guestbook: bump web to 1.4.2",
         ),
     ),
     (
@@ -350,6 +352,7 @@ PARSED: list[tuple[str, Provider, dict[str, str], bytes, PushEvent]] = [
             commit="9a3f1c2b7d8e4f5a6b0c1d2e3f4a5b6c7d8e9f01",
             delivery=GITHUB_DELIVERY,
             default_branch="main",
+            message="guestbook: bump web to 1.4.2",
         ),
     ),
     (
@@ -384,6 +387,8 @@ PARSED: list[tuple[str, Provider, dict[str, str], bytes, PushEvent]] = [
             commit="9a3f1c2b7d8e4f5a6b0c1d2e3f4a5b6c7d8e9f01",
             delivery=GITHUB_DELIVERY,
             default_branch="main",
+            author="Mona Lisa",
+            message="guestbook: bump web to 1.4.2",
         ),
     ),
     (
@@ -399,6 +404,8 @@ PARSED: list[tuple[str, Provider, dict[str, str], bytes, PushEvent]] = [
             commit="da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
             delivery="13792a34-cac6-4fda-95a8-c58e00a3954e",
             default_branch="release",
+            author="John Smith",
+            message="monitoring: raise retention to 15d",
         ),
     ),
     (

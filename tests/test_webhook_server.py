@@ -93,12 +93,16 @@ class Recorder:
     error: Exception | None = None
     #: The claim each call carried for its fan-out to settle (None: the push named a commit).
     settles: list[str | None] = field(default_factory=list)
+    #: Why each call's runs happened, as the outcomes will record it.
+    causes: list[dict[str, Any] | None] = field(default_factory=list)
 
-    def __call__(self, app_name: str, settle: str | None = None) -> str:
+    def __call__(self, app_name: str, settle: str | None = None,
+                 cause: dict[str, Any] | None = None) -> str:  # fmt: skip
         if self.error is not None:
             raise self.error
         self.calls.append(app_name)
         self.settles.append(settle)
+        self.causes.append(cause)
         return f"task-{app_name}-{len(self.calls)}"
 
 
@@ -409,7 +413,11 @@ def test_default_enqueue_sends_reconcile_app_to_the_forced_queue(server: Server)
             assert secret not in body
         args, kwargs, _embed = json.loads(body)
         assert args == [args[0], "webhook"]
-        assert kwargs == {"clusters": None, "fresh": True}
+        # Why the runs happen, for their outcomes: the push, never its secret.
+        assert kwargs == {"clusters": None, "fresh": True, "cause": {
+            "delivery": DELIVERY, "commit": "9a3f1c2b7d8e4f5a6b0c1d2e3f4a5b6c7d8e9f01",
+            "ref": "refs/heads/main", "author": "Mona Lisa",
+            "message": "guestbook: bump web to 1.4.2"}}  # fmt: skip
         sent[args[0]] = message["headers"]["id"]
     assert sent == answer["tasks"]
 

@@ -42,11 +42,13 @@ def enqueue_app(
     prune: bool | None = None,
     dry_run: bool = False,
     settle: str | None = None,
+    cause: dict[str, Any] | None = None,
 ) -> AsyncResult:
     """Send ``reconcile_app``; forced and webhook triggers go to the forced queue.
 
     ``revision``, ``prune`` and ``dry_run`` are an admin sync's options (a ref, two
     flags): identifiers, like every task argument, never credentials or manifests.
+    ``cause`` says why, for the outcomes: who asked and why, or which push.
     """
     forced = trigger in {Trigger.MANUAL, Trigger.WEBHOOK}
     kwargs: dict[str, Any] = {"clusters": list(clusters) if clusters else None, "fresh": fresh}
@@ -58,6 +60,8 @@ def enqueue_app(
         kwargs["dry_run"] = True
     if settle:
         kwargs["settle"] = settle
+    if cause:
+        kwargs["cause"] = cause
     return app.send_task(
         "reconciler.reconcile_app",
         args=(app_name, trigger.value),

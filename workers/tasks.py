@@ -197,6 +197,7 @@ def reconcile_app(
     prune: bool | None = None,
     dry_run: bool = False,
     settle: str | None = None,
+    cause: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Resolve and render once, then queue one target task per matching cluster.
 
@@ -278,7 +279,7 @@ def reconcile_app(
         reconcile_target.apply_async(
             args=(app_name, cluster.name, trigger),
             kwargs={"revision": revisions[cluster.name], "ref": revision, "prune": prune,
-                    "dry_run": dry_run},
+                    "dry_run": dry_run, **({"cause": cause} if cause else {})},
             queue=queue,
             task_id=task_id,
         )
@@ -325,6 +326,7 @@ def reconcile_target(
     dry_run: bool = False,
     ref: str | None = None,
     deferred: int = 0,
+    cause: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Reconcile one target under its lock, record the outcome, end as the outcome did.
 
@@ -426,6 +428,7 @@ def reconcile_target(
                 outcome.render_key, outcome.app_digest = _fingerprint(rt, app_name, cluster_name)
             # Links the recorded outcome to its task: ``sync --wait`` finds it by this id.
             outcome.attempt, outcome.task_id = attempt + 1, self.request.id
+            outcome.cause = _cause_of(outcome, cause)
             circuit = breakers.record(cluster_name, token, cluster_reachable(outcome.to_dict()))
             outcome.circuit = _circuit_dict(circuit)
             previous = _previous_for_notifications(rt, app_name, cluster_name)
@@ -606,6 +609,15 @@ def _failed(app_name: str, cluster_name: str, kind: Trigger, revision: str | Non
     return outcome
 
 
+def _cause_of(outcome: Outcome, asked: dict[str, Any] | None) -> dict[str, Any]:
+    """Why the run happened, as its outcome records it: what the sender said (who asked,
+    which push, which rollout step), and for a heal the objects that had drifted."""
+    cause = dict(asked or {})
+    if outcome.trigger == Trigger.WATCH.value and outcome.drift:
+        cause["objects"] = [d.object for d in outcome.drift][:20]
+    return cause
+
+
 def _previous_for_notifications(
     rt: Runtime, app_name: str, cluster_name: str
 ) -> tuple[TargetStatus | None] | None:
@@ -667,7 +679,8 @@ def _queue_rollout_decision(rt: Runtime, app_name: str, *, countdown: float = 0.
                                     countdown=countdown or None)  # fmt: skip
 
 
-def send_rollout_runs(rt: Runtime, app_name: str, runs: dict[str, str]) -> list[str]:
+def send_rollout_runs(rt: Runtime, app_name: str, runs: dict[str, str],
+                      cause: dict[str, Any] | None = None) -> list[str]:  # fmt: skip
     """Queue a run of each cluster of ``runs`` (cluster -> revision) on the forced queue."""
     fleet = rt.fleet()
     label = route_label()
@@ -680,7 +693,7 @@ def send_rollout_runs(rt: Runtime, app_name: str, runs: dict[str, str]) -> list[
         route = cluster.labels.get(label, "") if label else ""
         task_id = str(uuid.uuid4())
         reconcile_target.apply_async(args=(app_name, cluster_name, Trigger.ROLLOUT.value),
-                                     kwargs={"revision": commit},
+                                     kwargs={"revision": commit, "cause": cause},
                                      queue=queue_for(forced=True, route=route),
                                      task_id=task_id)  # fmt: skip
         task_ids.append(task_id)
@@ -716,7 +729,7 @@ def advance_rollout(app_name: str, sync: list[str] | None = None) -> dict[str, A
     notify_rollout(rt, app_name, decision)
     state = decision.state
     wanted = {c: state.assigned[c] for c in (*decision.sync, *(sync or ())) if c in state.assigned}
-    send_rollout_runs(rt, app_name, wanted)
+    send_rollout_runs(rt, app_name, wanted, {"step": state.step + 1, "phase": state.shown_phase})
     return {"application": app_name, "revision": state.revision, "phase": state.shown_phase,
             "step": state.step, "sent": sorted(wanted)}  # fmt: skip
 
@@ -760,6 +773,7 @@ def release_deferred() -> dict[str, Any]:
         route = cluster.labels.get(label, "") if label else ""
         forced = run.trigger in {Trigger.WEBHOOK.value, Trigger.ROLLOUT.value, Trigger.WATCH.value}
         reconcile_target.apply_async(args=(run.app, run.cluster, run.trigger),
+                                     kwargs={"cause": {"window": "opened"}},
                                      queue=queue_for(forced=forced, route=route))  # fmt: skip
         sent.append(f"{run.app}/{run.cluster}")
     if sent:

@@ -167,14 +167,18 @@ class WebhookSecrets:
         return [name for name, secret in named.items() if secret]
 
 
-def _default_enqueue(app_name: str, settle: str | None = None) -> str:
+def _default_enqueue(
+    app_name: str, settle: str | None = None, cause: dict[str, Any] | None = None
+) -> str:
     """Queue a forced, fresh ``reconcile_app``: a push means the cached revision is stale.
 
     ``settle``: the claim of a push without a commit, released when the fan-out starts.
+    ``cause``: the push (delivery, commit, author, message) the outcomes record.
     """
     from workers.dispatch import enqueue_app  # noqa: PLC0415 - Celery only when used
 
-    return str(enqueue_app(app_name, trigger=Trigger.WEBHOOK, fresh=True, settle=settle).id)
+    return str(enqueue_app(app_name, trigger=Trigger.WEBHOOK, fresh=True, settle=settle,
+                           cause=cause).id)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -205,7 +209,7 @@ class _Deliveries:
         client: redis.Redis,
         keys: Keys,
         secrets: WebhookSecrets,
-        enqueue: Callable[[str, str | None], str],
+        enqueue: Callable[[str, str | None, dict[str, Any] | None], str],
         replay_window: float,
     ) -> None:
         self.fleet = fleet
@@ -294,7 +298,10 @@ class _Deliveries:
             wanted = [name for name in matched if name not in suspended]
             # A push without a commit is claimed only until its fan-out starts.
             settle = None if event.commit else WebhookDeliveries.token(identity)
-            tasks = {name: self.enqueue(name, settle) for name in wanted}
+            cause = {key: value for key, value in (
+                ("delivery", event.delivery), ("commit", event.commit), ("ref", event.ref),
+                ("author", event.author), ("message", event.message)) if value}  # fmt: skip
+            tasks = {name: self.enqueue(name, settle, cause) for name in wanted}
         except (redis.RedisError, OSError) as exc:
             # Forget the claim so the provider's redelivery queues it again: a task
             # queued twice is harmless (forced syncs of a target are joined), a lost
@@ -648,7 +655,7 @@ def make_app(
     client: redis.Redis,
     keys: Keys,
     secrets: WebhookSecrets,
-    enqueue: Callable[[str, str | None], str] | None = None,
+    enqueue: Callable[[str, str | None, dict[str, Any] | None], str] | None = None,
     metrics_at: tuple[str, int] | None = None,
     rate_limit: int | None = None,
     replay_window: float | None = None,

@@ -63,6 +63,12 @@ def test_a_rollback_survives_the_next_polls_until_resume(stack: Stack) -> None:
         assert row["rolled_back"]["reason"] == "release 2 is broken"
     table = stack.cli("status", app, "-o", "wide")
     assert "Synced (rolled back)" in table.stdout and second[:12] in table.stdout
+    # The history says why the run happened and who asked.
+    cause = stack.history(app, "sim-1")[0]["cause"]
+    assert cause["rollback"] == {"to": first} and cause["reason"] == "release 2 is broken"
+    assert cause["by"].count("@") == 1
+    why = stack.cli("history", app, "--cluster", "sim-1", "-o", "wide")
+    assert f"rollback to {first[:12]}; by {cause['by']}: release 2 is broken" in why.stdout
 
     # Polls come and leave it alone: still on the first release.
     stack.wait_until(lambda: skipped_polls(stack, app) >= 2, timeout=60,

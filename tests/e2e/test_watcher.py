@@ -76,6 +76,8 @@ def test_drift_is_healed_at_once_and_watches_survive_a_cut_and_410(stack: Stack)
     assert healed, stack.history(app, "sim-1")
     assert healed[0]["sync"] == "Synced"
     assert any(c["action"] == "configured" for c in healed[0]["changes"])
+    # Why it ran: the objects that had drifted.
+    assert healed[0]["cause"]["objects"] == [f"Deployment.apps/{app}/web"]
 
     # Every open watch ends, as when the API server restarts: resumed from its version.
     assert stack.sim.call(lambda: stack.sim.cluster("sim-1").cut_watches()) >= 2

@@ -326,7 +326,7 @@ def _until(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> No
 
 def fleet_valid_gauge(fleet: FleetSource, client: redis.Redis, keys: Keys) -> float:
     app = make_app(fleet=fleet, client=client, keys=keys, secrets=WebhookSecrets(),
-                   enqueue=lambda name, _settle: f"task-{name}")  # fmt: skip
+                   enqueue=lambda name, _settle, _cause: f"task-{name}")  # fmt: skip
 
     async def scrape() -> str:
         async with TestClient(TestServer(app)) as http, http.get("/metrics") as response:

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode
 from reconciler.fleet import Fleet, redact_url
 from reconciler.fleet.model import Application, Cluster
 from reconciler.model import Health, SyncStatus
-from reconciler.outcome import TargetStatus
+from reconciler.outcome import TargetStatus, describe_cause
 from reconciler.rollout import Phase, RolloutState, step_of, steps_of
 from reconciler.store.rollback import RolledBack
 
@@ -479,6 +479,8 @@ class Run:
     errors: tuple[str, ...]
     changes: str
     repeats: int
+    #: Why it ran and who asked (``reconciler.outcome.describe_cause``).
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -649,4 +651,5 @@ def _run(outcome: Mapping[str, Any], now: datetime) -> Run:
         errors=errors,
         changes=counts or "no change",
         repeats=entry.repeats,
+        why=describe_cause(outcome.get("cause") or {}),
     )
