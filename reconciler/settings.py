@@ -201,6 +201,11 @@ class Settings(BaseModel):
     # --- Flower ----------------------------------------------------------------------------
     #: ``user:password`` guarding Flower (``FLOWER_BASIC_AUTH``; Flower reads it itself).
     flower_basic_auth: SecretStr | None = _env("FLOWER_BASIC_AUTH")
+    #: Where readers reach Flower, for the fleet page's links to a target's jobs
+    #: (``RECONCILER_FLOWER_URL``; any user name and password in it are dropped).
+    flower_url: str = Field(
+        default="http://127.0.0.1:5555", validation_alias="RECONCILER_FLOWER_URL"
+    )
 
     # --- Git credentials -------------------------------------------------------------------
     git_token: SecretStr | None = _env("RECONCILER_GIT_TOKEN")

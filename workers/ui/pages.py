@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
@@ -25,6 +24,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from reconciler.errors import ConfigError
 from reconciler.repourl import without_userinfo
+from reconciler.settings import Settings
+from reconciler.settings import load as load_settings
 from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from reconciler.store.rollback import Rollbacks
@@ -39,7 +40,7 @@ log = logging.getLogger("reconciler.webhook")
 
 #: Where the target page links to Flower; ``reconciler flower`` listens there by default.
 FLOWER_URL_ENV = "RECONCILER_FLOWER_URL"
-DEFAULT_FLOWER_URL = "http://127.0.0.1:5555"
+DEFAULT_FLOWER_URL = Settings.model_fields["flower_url"].default
 #: Seconds between two reloads of the matrix by the page's script.
 REFRESH_SECONDS = 5
 #: Files under ``static/`` the page serves, with their content types.
@@ -71,7 +72,7 @@ def templates() -> Environment:
 
 def flower_url(environ: dict[str, str] | None = None) -> str:
     """Flower's address from ``RECONCILER_FLOWER_URL`` (userinfo dropped), else the default."""
-    value = (environ if environ is not None else os.environ).get(FLOWER_URL_ENV, "").strip()
+    value = load_settings(environ).flower_url.strip()
     if not value.startswith(("http://", "https://")):
         return DEFAULT_FLOWER_URL
     return without_userinfo(value).rstrip("/")
