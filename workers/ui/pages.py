@@ -40,7 +40,7 @@ log = logging.getLogger("reconciler.webhook")
 
 #: Where the target page links to Flower; ``reconciler flower`` listens there by default.
 FLOWER_URL_ENV = "RECONCILER_FLOWER_URL"
-DEFAULT_FLOWER_URL = Settings.model_fields["flower_url"].default
+DEFAULT_FLOWER_URL: str = Settings.model_fields["flower_url"].default
 #: Seconds between two reloads of the matrix by the page's script.
 REFRESH_SECONDS = 5
 #: Files under ``static/`` the page serves, with their content types.
