@@ -424,6 +424,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
+def chromium_path() -> str:
+    """The Chromium binary the browser tests drive (skipped, or failed in CI, without it)."""
+    from tests.e2e.browser import chromium  # noqa: PLC0415
+
+    return chromium()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Where a browser test's screenshots go; its module's ``SCREENSHOTS`` names the
+    folder under ``$RECONCILER_TEST_ARTIFACTS``."""
+    from tests.e2e.browser import screenshot_folder  # noqa: PLC0415
+
+    yield from screenshot_folder(tmp_path, getattr(request.module, "SCREENSHOTS", "browser"))
+
+
+@pytest.fixture
 def cluster_labels() -> dict[str, dict[str, str]]:
     """The simulated clusters and their labels; a module needing others overrides it."""
     return dict(LABELS)

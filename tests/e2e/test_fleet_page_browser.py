@@ -16,22 +16,14 @@ Chromium is Debian's, driven through ``executable_path``, as in ``test_flower_br
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.e2e.browser import BROKEN_YAML, PAGE_TIMEOUT_MS, unavailable
 from tests.e2e.conftest import Proc, Stack, free_port
-from tests.e2e.test_flower_browser import (  # noqa: F401 - a fixture, used by name
-    BROKEN_YAML,
-    PAGE_TIMEOUT_MS,
-    _unavailable,
-    chromium_path,
-)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -39,18 +31,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Iterator[Path]:
-    """Where the pages' screenshots go; copied to $RECONCILER_TEST_ARTIFACTS at the end."""
-    folder = tmp_path / "screenshots"
-    folder.mkdir()
-    yield folder
-    artifacts = os.environ.get("RECONCILER_TEST_ARTIFACTS")
-    if artifacts:
-        target = Path(artifacts) / "fleet-page"
-        target.mkdir(parents=True, exist_ok=True)
-        for shot in folder.iterdir():
-            shutil.copy2(shot, target / shot.name)
+#: The folder of this module's screenshots under $RECONCILER_TEST_ARTIFACTS.
+SCREENSHOTS = "fleet-page"
 
 
 def _start_webhook(stack: Stack, token: str) -> tuple[Proc, str]:
@@ -89,13 +71,13 @@ def _columns(page: Page) -> list[str | None]:
 
 def test_the_fleet_page_shows_failed_and_healthy_targets_in_a_browser(
     stack: Stack,
-    chromium_path: str,  # noqa: F811 - the fixture imported above
+    chromium_path: str,
     screenshots: Path,
 ) -> None:
     try:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415
     except ImportError:
-        _unavailable("Playwright is not installed (it is in the dev extra)")
+        unavailable("Playwright is not installed (it is in the dev extra)")
     import requests  # noqa: PLC0415
 
     token = "reader-" + uuid.uuid4().hex[:12]

@@ -15,15 +15,13 @@ missing browser or Playwright fails it instead of skipping it.
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.e2e.browser import BROKEN_YAML, PAGE_TIMEOUT_MS, unavailable
 from tests.e2e.conftest import FAKE_GIT_TOKEN, Proc, Stack, free_port
 
 if TYPE_CHECKING:
@@ -31,41 +29,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("RECONCILER_CHROMIUM") or "/usr/bin/chromium"
-#: Milliseconds the browser waits for one thing on a page.
-PAGE_TIMEOUT_MS = 30_000
-#: Not valid YAML: the flow mapping is never closed.
-BROKEN_YAML = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: broken\ndata: {key: x}\n"
-
-
-def _unavailable(why: str) -> None:
-    """Skip on a developer's machine without the browser; fail in CI, which must run it."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"the Flower browser test must run in CI: {why}", pytrace=False)
-    pytest.skip(why)
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    """The Chromium binary to drive, checked to exist."""
-    path = CHROMIUM if os.path.isabs(CHROMIUM) else (shutil.which(CHROMIUM) or CHROMIUM)
-    if not os.access(path, os.X_OK):
-        _unavailable(f"no Chromium at {path} (scripts/check installs Debian's chromium as root)")
-    return path
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Iterator[Path]:
-    """Where the pages' screenshots go; copied to $RECONCILER_TEST_ARTIFACTS at the end."""
-    folder = tmp_path / "screenshots"
-    folder.mkdir()
-    yield folder
-    artifacts = os.environ.get("RECONCILER_TEST_ARTIFACTS")
-    if artifacts:
-        target = Path(artifacts) / "flower"
-        target.mkdir(parents=True, exist_ok=True)
-        for shot in folder.iterdir():
-            shutil.copy2(shot, target / shot.name)
+#: The folder of this module's screenshots under $RECONCILER_TEST_ARTIFACTS.
+SCREENSHOTS = "flower"
 
 
 def _start_flower(stack: Stack, password: str) -> tuple[Proc, str]:
@@ -116,7 +81,7 @@ def test_flower_shows_failed_and_succeeded_reconciles_in_a_browser(
     try:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415
     except ImportError:
-        _unavailable("Playwright is not installed (it is in the dev extra)")
+        unavailable("Playwright is not installed (it is in the dev extra)")
 
     password = "pw-" + uuid.uuid4().hex[:10]
     good, bad = f"good-{uuid.uuid4().hex[:6]}", f"bad-{uuid.uuid4().hex[:6]}"
