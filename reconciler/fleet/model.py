@@ -546,6 +546,13 @@ def _selector_form(value: object) -> object:
     return ClusterSelector(match_labels=_LABELS.validate_python(value))
 
 
+#: A field naming clusters: a selector, or a map of labels (the ``matchLabels`` shorthand).
+Clusters = Annotated[
+    ClusterSelector,
+    BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
+]
+
+
 # --------------------------------------------------------------------------------------
 # Sources
 # --------------------------------------------------------------------------------------
@@ -842,10 +849,7 @@ class Destination(_Model):
 
     namespace: Namespace | None = None
     """The namespace of objects that do not name one."""
-    clusters: Annotated[
-        ClusterSelector,
-        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
-    ] = Field(default_factory=ClusterSelector)
+    clusters: Clusters = Field(default_factory=ClusterSelector)
     """The clusters: a selector, or a map of labels to match; every cluster when absent."""
 
 
@@ -985,10 +989,7 @@ class SyncWindow(_Model):
 class FleetWindow(SyncWindow):
     """A sync window for the targets of some clusters (and applications)."""
 
-    clusters: Annotated[
-        ClusterSelector,
-        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
-    ] = Field(default_factory=ClusterSelector)
+    clusters: Clusters = Field(default_factory=ClusterSelector)
     """The clusters it applies to: a selector, or a map of labels; every cluster when absent."""
     applications: tuple[Required, ...] = ("*",)
     """The applications it applies to: names or globs (``team-a-*``); every one when absent."""
@@ -1049,10 +1050,7 @@ class Notification(_Model):
     """The events it is told of; every one when absent."""
     applications: tuple[Required, ...] = ("*",)
     """The applications it is told of: names or globs; every one when absent."""
-    clusters: Annotated[
-        ClusterSelector,
-        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
-    ] = Field(default_factory=ClusterSelector)
+    clusters: Clusters = Field(default_factory=ClusterSelector)
     """The clusters it is told of: a selector, or a map of labels; every cluster when absent."""
     headers_from_env: Annotated[
         Mapping[Required, EnvName],
@@ -1082,10 +1080,7 @@ class Notification(_Model):
 class RolloutStep(_Model):
     """One step of a progressive rollout: which clusters, how many at once, the gate."""
 
-    clusters: Annotated[
-        ClusterSelector,
-        BeforeValidator(_selector_form, json_schema_input_type=ClusterSelector | Labels),
-    ] = Field(default_factory=ClusterSelector)
+    clusters: Clusters = Field(default_factory=ClusterSelector)
     """The step's clusters (of the application's): a selector, or a map of labels."""
     max_unavailable: MaxUnavailable = "100%"
     """Clusters of the step updated at a time: a number, or a percentage of the step's."""
