@@ -18,6 +18,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import redis
 import urllib3
 from celery import Task
 
@@ -25,12 +26,13 @@ from reconciler.errors import ConfigError
 from reconciler.fleet import Fleet
 from reconciler.fleet.model import Notification
 from reconciler.notify import Event, payload
+from reconciler.store.keys import Keys
 from reconciler.store.notified import Notified
 from workers.app import app, queue_for
-from workers.runtime import Runtime, runtime
 
 log = logging.getLogger("reconciler.notify")
 
+NOTIFY_TASK = "reconciler.notify"
 #: Seconds a POST may take (connect and read) before it counts as failed.
 TIMEOUT = 10.0
 #: Attempts of one message after the first, with exponential backoff and jitter.
@@ -40,14 +42,18 @@ BACKOFF_CAP = 300.0
 _HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(total=TIMEOUT), retries=False)
 
 
-def dispatch(rt: Runtime, fleet: Fleet, events: Sequence[Event], cleared: Iterable[str] = (),
-             *, app_name: str, cluster_name: str | None) -> int:  # fmt: skip
+def dispatch(client: redis.Redis, keys: Keys, fleet: Fleet, events: Sequence[Event],
+             cleared: Iterable[str] = (), *, app_name: str,
+             cluster_name: str | None) -> int:  # fmt: skip
     """Queue a message per endpoint that wants each event and was not told within its
-    fold; forget the folds of the ``cleared`` kinds.  Returns the messages queued."""
+    fold; forget the folds of the ``cleared`` kinds.  Returns the messages queued.
+
+    Light on purpose (Redis and a Celery message): the watcher calls it too.
+    """
     endpoints = fleet.notifications
     if not endpoints:
         return 0
-    folds = Notified(rt.client, rt.keys)
+    folds = Notified(client, keys)
     kinds = list(cleared)
     if kinds:
         folds.clear([e.name for e in endpoints], app_name, cluster_name, kinds)
@@ -63,8 +69,8 @@ def dispatch(rt: Runtime, fleet: Fleet, events: Sequence[Event], cleared: Iterab
             if not folds.claim(endpoint.name, event.application, event.cluster, event.kind,
                                fold=endpoint.fold):  # fmt: skip
                 continue
-            notify.apply_async(args=(endpoint.name, event.to_dict()),
-                               queue=queue_for(forced=True))  # fmt: skip
+            app.send_task(NOTIFY_TASK, args=(endpoint.name, event.to_dict()),
+                          queue=queue_for(forced=True))  # fmt: skip
             queued += 1
     return queued
 
@@ -84,9 +90,11 @@ def backoff(retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)  # jitter, not security
 
 
-@app.task(name="reconciler.notify", bind=True, ignore_result=False, max_retries=RETRIES)
+@app.task(name=NOTIFY_TASK, bind=True, ignore_result=False, max_retries=RETRIES)
 def notify(self: Task, endpoint_name: str, event: dict[str, Any]) -> dict[str, Any]:
     """POST one event to one endpoint; 5xx and failed connections are retried."""
+    from workers.runtime import runtime  # noqa: PLC0415 - the watcher imports this module
+
     rt = runtime()
     endpoint = _endpoint(rt.fleet(), endpoint_name)
     told = {"endpoint": endpoint_name, "event": event.get("kind"),

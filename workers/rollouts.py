@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import redis
+
 from reconciler.fleet import Application, Fleet
 from reconciler.outcome import TargetStatus
 from reconciler.rollout import (
@@ -28,13 +30,19 @@ from reconciler.rollout import (
     begin,
     steps_of,
 )
+from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from reconciler.store.rollout import Rollouts
+from workers.app import app, queue_for
 
 log = logging.getLogger("reconciler.rollout")
 
 #: Why a target of a rollout application did not run: its cluster has no revision yet.
 WAITING = "waiting for its rollout step"
+DECISION_TASK = "reconciler.advance_rollout"
+#: Seconds a queued rollout decision keeps others from queuing (it is given back when it
+#: starts; this bounds a lost one).
+DECISION_MARK_TTL = 30.0
 
 
 def steps(fleet: Fleet, application: Application) -> list[Step]:
@@ -115,3 +123,17 @@ def assigned(rollouts: Rollouts, application: Application, cluster: str) -> Assi
 def active(state: RolloutState | None) -> bool:
     """A rollout that a tick may move: progressing and not paused by hand."""
     return state is not None and state.phase is Phase.PROGRESSING and not state.paused
+
+
+def queue_decision(client: redis.Redis, keys: Keys, app_name: str, *,
+                   countdown: float = 0.0) -> bool:  # fmt: skip
+    """Queue a decision on the application's rollout unless one already waits.
+
+    Finishing targets call it, and the watcher when a target's health changes: a step's
+    gate (Synced and Healthy) is judged the moment it can pass, not at beat's next tick.
+    """
+    if not Rollouts(client, keys).queue(app_name, ttl=DECISION_MARK_TTL + countdown):
+        return False
+    app.send_task(DECISION_TASK, args=(app_name,), queue=queue_for(forced=True),
+                  countdown=countdown or None)  # fmt: skip
+    return True

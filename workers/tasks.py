@@ -72,7 +72,7 @@ from workers.broker import restore_dead_workers
 from workers.fleet_file import fleet_path, start_worker_watch, stop_worker_watch
 from workers.flower import ReconcileFailed, job_summary, skipped
 from workers.notifications import dispatch
-from workers.rollouts import WAITING, active, assigned, progress
+from workers.rollouts import WAITING, active, assigned, progress, queue_decision
 from workers.runtime import Runtime, reset_runtime, runtime
 
 log = logging.getLogger("reconciler.workers")
@@ -102,9 +102,6 @@ SLOT_RETRY = 0.1
 SLOT_RETRY_CAP = 2.0
 #: Seconds a queued scheduled run keeps newer intervals from queuing another.
 SCHEDULED_MARK_TTL = 600.0
-#: Seconds a queued rollout decision keeps others from queuing (it is given back when it
-#: starts; this bounds a lost one).
-ROLLOUT_MARK_TTL = 30.0
 #: Triggers whose run waits for a busy target instead of giving way: somebody (a push, an
 #: operator, a rollout's step) wants this run, not merely the next.
 _WAITING_TRIGGERS = frozenset({Trigger.MANUAL, Trigger.WEBHOOK, Trigger.ROLLOUT})
@@ -635,8 +632,8 @@ def _notify_outcome(rt: Runtime, outcome: Outcome, previous: TargetStatus | None
     """Queue the notifications the outcome raises; never fails the reconcile."""
     try:
         raised, cleared = outcome_events(outcome, previous)
-        dispatch(rt, rt.fleet(), raised, cleared, app_name=outcome.application,
-                 cluster_name=outcome.cluster)  # fmt: skip
+        dispatch(rt.client, rt.keys, rt.fleet(), raised, cleared,
+                 app_name=outcome.application, cluster_name=outcome.cluster)  # fmt: skip
     except Exception:
         log.exception("notifications of %s/%s", outcome.application, outcome.cluster)
 
@@ -648,7 +645,7 @@ def notify_rollout(rt: Runtime, app_name: str, decision: Decision | None) -> Non
     try:
         events = rollout_events(app_name, decision.state.revision, decision.events,
                                 at=timestamp(datetime.now(UTC)))  # fmt: skip
-        dispatch(rt, rt.fleet(), events, app_name=app_name, cluster_name=None)
+        dispatch(rt.client, rt.keys, rt.fleet(), events, app_name=app_name, cluster_name=None)
     except Exception:
         log.exception("notifications of the rollout of %s", app_name)
 
@@ -672,11 +669,9 @@ def _rollout_revision(rt: Runtime, app_name: str, cluster_name: str) -> str | No
     return entry.revision if entry is not None else None
 
 
-def _queue_rollout_decision(rt: Runtime, app_name: str, *, countdown: float = 0.0) -> None:
+def _queue_rollout_decision(rt: Runtime, app_name: str) -> None:
     """Queue a decision on the application's rollout unless one already waits."""
-    if Rollouts(rt.client, rt.keys).queue(app_name, ttl=ROLLOUT_MARK_TTL + countdown):
-        advance_rollout.apply_async(args=(app_name,), queue=queue_for(forced=True),
-                                    countdown=countdown or None)  # fmt: skip
+    queue_decision(rt.client, rt.keys, app_name)
 
 
 def send_rollout_runs(rt: Runtime, app_name: str, runs: dict[str, str],
@@ -753,7 +748,9 @@ def notify_events(app_name: str, events: list[dict[str, Any]]) -> dict[str, Any]
     """Queue the messages of events raised outside a worker (an operator's rollout pause)."""
     rt = runtime()
     found = [Event.from_dict(e) for e in events]
-    return {"queued": dispatch(rt, rt.fleet(), found, app_name=app_name, cluster_name=None)}
+    queued = dispatch(rt.client, rt.keys, rt.fleet(), found, app_name=app_name,
+                      cluster_name=None)  # fmt: skip
+    return {"queued": queued}
 
 
 @app.task(name="reconciler.release_deferred", ignore_result=True)

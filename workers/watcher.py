@@ -61,9 +61,11 @@ from reconciler.model import (
     APP_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    Health,
     ObjectKey,
     resource_version,
 )
+from reconciler.notify import HEALTH_DEGRADED, Event
 from reconciler.outcome import Trigger, timestamp
 from reconciler.settings import load as load_settings
 from reconciler.source import default_cache_dir
@@ -84,6 +86,8 @@ from workers.app import app as celery_app
 from workers.app import queue_for, redis_url, route_label
 from workers.fleet_file import FleetFile, FleetWatch, fleet_path
 from workers.logs import configure_logging
+from workers.notifications import dispatch
+from workers.rollouts import queue_decision
 
 log = logging.getLogger("reconciler.watcher")
 
@@ -488,11 +492,43 @@ class Watcher:
 
     def _flush(self, batch: Sink) -> None:
         self.changes.changed(batch.changes)
-        self.records.set_health(batch.healths, at=timestamp(datetime.now(UTC)))
+        now = timestamp(datetime.now(UTC))
+        turned = self.records.set_health(batch.healths, at=now)
+        if turned:
+            self._notify_health(turned, now)
+            self._nudge_rollouts({app for app, _cluster in turned})
         for key, rv in batch.changes.items():
             self.pending[key] = max(rv, self.pending.get(key, 0))
         if self.pending:
             self._queue_checks()
+
+    def _nudge_rollouts(self, apps: set[str]) -> None:
+        """A health change may open a rollout step's gate: have it judged now."""
+        fleet = self.fleet.get()
+        for name in apps:
+            try:
+                rolls_out = fleet.application(name).rollout is not None
+            except ReconcilerError:
+                continue
+            if rolls_out:
+                queue_decision(self.client, self.keys, name)
+
+    def _notify_health(self, turned: dict[tuple[str, str], str], now: str) -> None:
+        """Tell the endpoints that want it of a target turned Degraded (and clear the fold
+        of one turned Healthy) as soon as the watch sees it, not at its next run."""
+        fleet = self.fleet.get()
+        if not fleet.notifications:
+            return
+        for (app, cluster), health in turned.items():
+            if health == Health.DEGRADED.value:
+                event = Event(HEALTH_DEGRADED, app, cluster, None,
+                              "health is Degraded (seen by the watcher)", now,
+                              {"trigger": Trigger.WATCH.value})  # fmt: skip
+                dispatch(self.client, self.keys, fleet, [event], app_name=app,
+                         cluster_name=cluster)  # fmt: skip
+            elif health == Health.HEALTHY.value:
+                dispatch(self.client, self.keys, fleet, [], [HEALTH_DEGRADED], app_name=app,
+                         cluster_name=cluster)  # fmt: skip
 
     def _queue_checks(self) -> None:
         """Queue a check of each changed target, unless it is already known or running."""

@@ -165,20 +165,26 @@ class Records:
         found = _statuses([value], where=index) if value is not None else []
         return found[0] if found else None
 
-    def set_health(self, healths: Mapping[tuple[str, str], str], *, at: str) -> None:
+    def set_health(
+        self, healths: Mapping[tuple[str, str], str], *, at: str
+    ) -> dict[tuple[str, str], str]:
         """The live health of targets, as the watcher sees it, into their status entries.
 
         Only entries that exist change (a target gets one from its first reconcile), and
-        only their health: the outcome they summarise stays what it was.
+        only their health: the outcome they summarise stays what it was.  Returns the
+        targets whose health this changed, with their new health.
         """
         if not healths:
-            return
+            return {}
         pipe = self.client.pipeline(transaction=False)
-        for (app, cluster), health in healths.items():
+        wanted = list(healths.items())
+        for (app, cluster), health in wanted:
             self._set_health(keys=[self.keys.status_index()],
                              args=[self.keys.target_field(app, cluster), health, at],
                              client=pipe)  # fmt: skip
-        pipe.execute()
+        changed = pipe.execute()
+        return {target: health for (target, health), did in zip(wanted, changed, strict=True)
+                if did}  # fmt: skip
 
 
     def status(self, app: str | None = None) -> list[TargetStatus]:

@@ -134,3 +134,35 @@ def test_a_failing_target_is_told_once_over_several_intervals(
                 value = client.get(key) or b""
                 assert TOKEN.encode() not in value and b"/slack" not in value, key
     assert TOKEN not in (worker.log.read_text() if worker.log else "")
+
+
+def test_the_watcher_tells_of_a_target_turned_degraded_without_waiting_for_a_run(
+    stack: Stack, receiver: Receiver
+) -> None:
+    app = f"sick-{uuid.uuid4().hex[:6]}"
+    stack.write_app(app)
+    commit = stack.repo.commit("one application")
+    stack.write_fleet(stack.app(app, clusters={"names": ["sim-3"]}, interval="1h"))
+    text = stack.fleet_path.read_text()
+    endpoint = [{"name": "ops", "url": f"http://127.0.0.1:{receiver.port}/ops",
+                 "events": ["health-degraded"]}]  # fmt: skip
+    stack.fleet_path.write_text(text + "notifications: " + json.dumps(endpoint) + "\n")
+    worker = stack.worker(concurrency=2)
+    watcher = stack.start("watcher", "watcher", env={"RECONCILER_WATCH_LEASE_TTL": "3"})
+    procs = [worker, watcher]
+    done = stack.cli("sync", app, "--timeout", "90", "--health")
+    assert done.returncode == 0, done.stdout + done.stderr
+    stack.wait_synced([(app, "sim-3")], commit=commit, timeout=60)
+    # Suspended: nothing runs on the target any more, so only the watch can tell.
+    assert stack.cli("suspend", app).returncode == 0
+    runs = len(stack.history(app, "sim-3"))
+    stack.sim.set_faults("sim-3", rollout="fail")
+    stack.kubectl("sim-3", "-n", app, "patch", "deployment", "web", "--type=merge", "-p",
+                  '{"spec": {"template": {"metadata": {"annotations": {"release": "2"}}}}}')
+    told = stack.wait_until(lambda: receiver.seen("/ops") or None, timeout=60,
+                            what="the Degraded target told", procs=procs)  # fmt: skip
+    body = told[0]["body"]
+    assert body["event"] == "health-degraded" and body["cluster"] == "sim-3"
+    assert body["message"] == "health is Degraded (seen by the watcher)"
+    assert len(stack.history(app, "sim-3")) == runs  # no run told it
+    assert stack.status(app)[(app, "sim-3")]["health"] == "Degraded"

@@ -1,7 +1,7 @@
 """Progressive rollout in a running stack: step by step, halted by a failing cluster,
 promoted past it, aborted back to the previous revision.
 
-Six kubesim clusters (two each of dev, staging and prod), a real worker and beat.  The
+Six kubesim clusters (two each of dev, staging and prod), a real worker, beat and watcher.  The
 revision each cluster runs is read from the cluster itself (the ConfigMap's value) and
 from ``reconciler rollout status``.
 """
@@ -85,7 +85,9 @@ def test_a_rollout_goes_step_by_step_halts_on_failure_promotes_and_aborts(stack:
     first = release(stack, app, "1")
     stack.write_fleet({**stack.app(app, interval="5s"), "rollout": {"steps": STEPS}})
     worker = stack.worker(concurrency=2)
-    procs: list[Proc] = [worker, stack.beat()]
+    # The watcher keeps health live, so a step's gate passes when its targets turn Healthy.
+    watcher = stack.start("watcher", "watcher", env={"RECONCILER_WATCH_LEASE_TTL": "3"})
+    procs: list[Proc] = [worker, stack.beat(), watcher]
 
     # The first revision reaches every cluster, one step after another.
     done = stack.wait_until(lambda: phase_is(stack, app, "Completed", first), timeout=120,
