@@ -102,7 +102,9 @@ class ReconcilerCelery(Celery):  # type: ignore[misc]  # Celery is untyped
 
 def create_app() -> Celery:
     """A configured Celery app (settings read from the environment now)."""
-    app = ReconcilerCelery("reconciler", include=["workers.tasks"], amqp=ReconcilerAMQP)
+    # The reconciles, the fleet's own tasks (rollouts, ticks), and notifications.
+    tasks = ["workers.tasks", "workers.fleet_tasks", "workers.notifications"]
+    app = ReconcilerCelery("reconciler", include=tasks, amqp=ReconcilerAMQP)
     app.conf.update(settings(redis_url(), Keys()))
     return app
 

@@ -15,11 +15,13 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 
 from reconciler.fleet import Application, Fleet
-from reconciler.outcome import TargetStatus
+from reconciler.notify import rollout_events
+from reconciler.outcome import TargetStatus, timestamp
 from reconciler.rollout import (
     Decision,
     Phase,
@@ -34,6 +36,7 @@ from reconciler.store.keys import Keys
 from reconciler.store.records import Records
 from reconciler.store.rollout import Rollouts
 from workers.app import app, queue_for
+from workers.notifications import dispatch
 
 log = logging.getLogger("reconciler.rollout")
 
@@ -137,3 +140,17 @@ def queue_decision(client: redis.Redis, keys: Keys, app_name: str, *,
     app.send_task(DECISION_TASK, args=(app_name,), queue=queue_for(forced=True),
                   countdown=countdown or None)  # fmt: skip
     return True
+
+
+def notify_decision(client: redis.Redis, keys: Keys, fleet: Fleet, app_name: str,
+                    decision: Decision | None) -> None:  # fmt: skip
+    """Queue the notifications a rollout decision's events raise (paused, finished);
+    never fails the decision."""
+    if decision is None or not decision.events:
+        return
+    try:
+        events = rollout_events(app_name, decision.state.revision, decision.events,
+                                at=timestamp(datetime.now(UTC)))  # fmt: skip
+        dispatch(client, keys, fleet, events, app_name=app_name, cluster_name=None)
+    except Exception:
+        log.exception("notifications of the rollout of %s", app_name)
