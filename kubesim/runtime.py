@@ -176,7 +176,7 @@ def serve(
     try:
         yield SimHandle(simulator, loop, url)
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(_stop(simulator, runner), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
@@ -208,9 +208,17 @@ def run(
         try:
             await stop.wait()
         finally:
-            await runner.cleanup()
+            await _stop(simulator, runner)
 
     asyncio.run(main())
+
+
+async def _stop(simulator: Simulator, runner: web.AppRunner) -> None:
+    """End every open watch, then the server: a watch waiting for its next event would
+    otherwise hold the shutdown until its client's connection is found gone (seconds)."""
+    for cluster in simulator.clusters.values():
+        cluster.cut_watches()
+    await runner.cleanup()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
