@@ -36,7 +36,7 @@ _PHASES = (Phase.PRE_SYNC, Phase.SYNC, Phase.POST_SYNC)
 def _step_name(step: Step | None) -> str:
     if step is None:
         return "-"
-    return "rest" if step.rest else str(step.index + 1)
+    return step.label
 
 
 def target_plan(preview: Preview, step: Step | None, *, with_diff: bool) -> dict[str, Any]:

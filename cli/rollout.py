@@ -74,7 +74,7 @@ def _cluster_state(state: RolloutState | None, step: Step, current: int, cluster
     return "done" if good else "updating"
 
 
-def rollout_view(fleet: Fleet, application: Application, steps: list[Step],
+def rollout_view(application: Application, steps: list[Step],
                  state: RolloutState | None, entries: dict[str, TargetStatus]
                  ) -> dict[str, Any]:  # fmt: skip
     """The rollout as ``rollout status`` and the fleet page show it."""
@@ -84,7 +84,7 @@ def rollout_view(fleet: Fleet, application: Application, steps: list[Step],
         for cluster in step.clusters:
             entry = entries.get(cluster)
             rows.append({
-                "step": "rest" if step.rest else str(step.index + 1),
+                "step": step.label,
                 "cluster": cluster,
                 "assigned": state.assigned.get(cluster) if state else None,
                 "running": entry.revision if entry else None,
@@ -94,7 +94,7 @@ def rollout_view(fleet: Fleet, application: Application, steps: list[Step],
                 "state": _cluster_state(state, step, current, cluster, entry),
                 "error": entry.error if entry else "",
             })  # fmt: skip
-    described = [{"step": "rest" if s.rest else s.index + 1, "clusters": list(s.clusters),
+    described = [{"step": s.label if s.rest else s.index + 1, "clusters": list(s.clusters),
                   "maxUnavailable": s.rule.max_unavailable, "soak": format_duration(s.rule.soak)}
                  for s in steps]  # fmt: skip
     data: dict[str, Any] = {"application": application.name, "steps": described, "clusters": rows}
@@ -126,11 +126,11 @@ def _headline(application: Application, steps: list[Step], state: RolloutState |
 
 def cmd_rollout_status(args: Params) -> int:
     """Per step: its clusters, the revision each is assigned and runs, sync, health."""
-    fleet, application, steps = _application(args)
+    _fleet, application, steps = _application(args)
     rollouts, records = _stores()
     state = rollouts.read(application.name)
     entries = {e.cluster: e for e in records.status(application.name)}
-    view = rollout_view(fleet, application, steps, state, entries)
+    view = rollout_view(application, steps, state, entries)
     if args.output in {"table", "wide"}:
         print(_headline(application, steps, state))
     print_listing(args.output, view["clusters"], _COLUMNS, data=view,
@@ -177,7 +177,7 @@ def _change(args: Params, what: str) -> int:
     moved = f"; {len(decision.sync)} cluster(s) sent: {', '.join(decision.sync)}" if (
         decision.sync) else ""  # fmt: skip
     print(f"{application.name}: rollout of {state.revision[:12]} {state.shown_phase}, "
-          f"step {min(state.step, len(steps)) + 1 if state.step < len(steps) else 'done'}"
+          f"step {steps[state.step].label if state.step < len(steps) else 'done'}"
           f"{moved}")  # fmt: skip
     return 0
 

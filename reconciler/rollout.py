@@ -52,6 +52,11 @@ class Step:
     rest: bool = False
 
     @property
+    def label(self) -> str:
+        """How listings name the step: its number from 1, or ``rest``."""
+        return "rest" if self.rest else str(self.index + 1)
+
+    @property
     def batch(self) -> int:
         """Clusters of the step that may be updating at once."""
         return self.rule.batch(len(self.clusters))
