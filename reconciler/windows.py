@@ -28,8 +28,11 @@ HORIZON = timedelta(days=366)
 def _start(window: SyncWindow, now: datetime) -> datetime:
     """The latest time at or before ``now`` the window's schedule fired."""
     local = now.astimezone(ZoneInfo(window.time_zone))
-    after = local + timedelta(seconds=1)  # a fire at exactly ``now`` counts
-    return croniter(window.schedule, after).get_prev(datetime)
+    # A fire at exactly ``now`` counts; one later in this second does not yet.
+    start: datetime = croniter(window.schedule, local + timedelta(seconds=1)).get_prev(datetime)
+    if start > local:
+        start = croniter(window.schedule, start).get_prev(datetime)
+    return start
 
 
 def is_open(window: SyncWindow, now: datetime) -> bool:

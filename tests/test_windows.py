@@ -24,6 +24,8 @@ NIGHTLY = window("deny", "0 22 * * *", 7200, time_zone="Europe/Berlin")
 
 @pytest.mark.parametrize(("local", "expected"), [
     (datetime(2026, 12, 1, 21, 59, tzinfo=BERLIN), False),
+    # Not even a fraction of a second early.
+    (datetime(2026, 12, 1, 21, 59, 59, 786000, tzinfo=BERLIN), False),
     (datetime(2026, 12, 1, 22, 0, tzinfo=BERLIN), True),
     (datetime(2026, 12, 1, 23, 59, tzinfo=BERLIN), True),
     (datetime(2026, 12, 2, 0, 0, tzinfo=BERLIN), False),
